@@ -1,0 +1,1 @@
+"""The ``detcore`` command-line interface."""

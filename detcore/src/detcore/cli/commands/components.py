@@ -1,0 +1,111 @@
+"""``detcore list-components``, ``list-configs``, ``config show``: metadata-only listings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from detcore.registry.kinds import KINDS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "list-components",
+        help="list the components installed distributions register",
+        description="List components from package metadata (imports nothing). "
+        "Kinds: " + ", ".join(KINDS) + ".",
+    )
+    p.add_argument("--kind", choices=list(KINDS), help="only this kind")
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p.add_argument(
+        "--check", action="store_true",
+        help="also import every component and plugin and report the broken ones (slower)",
+    )
+    p.set_defaults(handler=list_components)
+
+    p = subparsers.add_parser("list-configs", help="list the configs installed distributions ship")
+    p.add_argument("--all", action="store_true", help="include _base_ fragments")
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p.set_defaults(handler=list_configs)
+
+    p = subparsers.add_parser("config", help="inspect configs")
+    sub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    show = sub.add_parser("show", help="print a config with _base_ and --set applied")
+    show.add_argument("config", help="config name (see list-configs) or path to a .toml file")
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a key (repeatable); +KEY=VALUE adds a new key")
+    show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    show.set_defaults(handler=config_show)
+
+
+def component_rows(kind: str | None, check: bool) -> list[dict]:
+    """One dict per component (and, with ``check``, per plugin) with its status."""
+    from detcore.registry import components, duplicates
+
+    dup_keys = set(duplicates())
+    rows = []
+    for spec in components(kind):
+        status = "conflict" if (spec.kind, spec.name) in dup_keys else "available"
+        if check:
+            try:
+                spec.load()
+                status = "ok" if status == "available" else status
+            except Exception as exc:  # report, keep listing
+                status = f"broken: {exc.__cause__ or exc}"
+        rows.append({
+            "kind": spec.kind, "name": spec.name, "distribution": spec.distribution,
+            "version": spec.version, "target": spec.target, "status": status,
+        })
+    if check and kind is None:
+        from detcore.plugins import get_plugin_manager
+
+        for st in get_plugin_manager().statuses:
+            rows.append({
+                "kind": "plugin", "name": st.name, "distribution": st.distribution,
+                "version": st.version, "target": st.target, "status": st.status,
+            })
+    return rows
+
+
+def list_components(args: argparse.Namespace) -> int:
+    rows = component_rows(args.kind, args.check)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No components installed. Install a family, e.g. `pip install det-single-stage`.")
+        return 0
+    _print_table(rows, ["kind", "name", "distribution", "version", "status"])
+    broken = [r for r in rows if r["status"].startswith("broken")]
+    return 1 if broken else 0
+
+
+def list_configs(args: argparse.Namespace) -> int:
+    from detcore.config import shipped_configs
+
+    rows = [
+        {"name": e.name, "distribution": e.distribution, "version": e.version, "path": str(e.path)}
+        for e in shipped_configs() if args.all or not e.is_base
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        _print_table(rows, ["name", "distribution", "path"])
+    else:
+        print("No configs installed.")
+    return 0
+
+
+def config_show(args: argparse.Namespace) -> int:
+    from detcore.config import load_config
+
+    cfg = load_config(args.config, overrides=args.set)
+    print(cfg.to_json() if args.json else cfg.dump(), end="" if not args.json else "\n")
+    return 0
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip())

@@ -1,0 +1,71 @@
+"""Reference deformable convolution (v1, and v2 when a modulation mask is given) via torchvision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torchvision
+from torch import Tensor
+
+from detcore.ops.reference._checks import check_floating, check_same_device, check_tensor, pair
+
+
+def deform_conv2d(
+    input: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Deformable convolution with torchvision.ops.deform_conv2d semantics.
+
+    offset [N, 2*G*kh*kw, oh, ow] holds (dy, dx) pairs per offset group G and kernel tap; weight groups are
+    C_in / weight.shape[1]; mask [N, G*kh*kw, oh, ow] (modulated, DCNv2) multiplies each sampled value.
+    """
+    op = "deform_conv2d"
+    input = check_tensor(op, "input", input, 4, "[N, C_in, H, W]")
+    offset = check_tensor(op, "offset", offset, 4, "[N, 2*offset_groups*kh*kw, oh, ow]")
+    weight = check_tensor(op, "weight", weight, 4, "[C_out, C_in/groups, kh, kw]")
+    check_floating(op, "input", input)
+    stride_hw = pair(op, "stride", stride)
+    padding_hw = pair(op, "padding", padding, minimum=0)
+    dilation_hw = pair(op, "dilation", dilation)
+    if bias is not None:
+        bias = check_tensor(op, "bias", bias, 1, "[C_out]")
+        if bias.shape[0] != weight.shape[0]:
+            raise ValueError(f"{op}: `bias` must have C_out={weight.shape[0]} entries, got {bias.shape[0]}")
+    if mask is not None:
+        mask = check_tensor(op, "mask", mask, 4, "[N, offset_groups*kh*kw, oh, ow]")
+    check_same_device(op, input=input, offset=offset, weight=weight, bias=bias, mask=mask)
+
+    n, c_in, height, width = input.shape
+    kh, kw = weight.shape[2], weight.shape[3]
+    if weight.shape[1] == 0 or c_in % weight.shape[1] != 0:
+        raise ValueError(f"{op}: input channels {c_in} must be a multiple of weight.shape[1]={weight.shape[1]}")
+    groups = c_in // weight.shape[1]
+    if weight.shape[0] % groups != 0:
+        raise ValueError(f"{op}: output channels {weight.shape[0]} must be divisible by the {groups} weight groups")
+    taps = kh * kw
+    if offset.shape[1] == 0 or offset.shape[1] % (2 * taps) != 0:
+        raise ValueError(f"{op}: `offset` channels must be 2*offset_groups*kh*kw (multiple of {2 * taps}), got {offset.shape[1]}")
+    offset_groups = offset.shape[1] // (2 * taps)
+    if c_in % offset_groups != 0:
+        raise ValueError(f"{op}: input channels {c_in} must be divisible by the {offset_groups} offset groups")
+    out_h = (height + 2 * padding_hw[0] - dilation_hw[0] * (kh - 1) - 1) // stride_hw[0] + 1
+    out_w = (width + 2 * padding_hw[1] - dilation_hw[1] * (kw - 1) - 1) // stride_hw[1] + 1
+    if offset.shape[0] != n or tuple(offset.shape[2:]) != (out_h, out_w):
+        raise ValueError(
+            f"{op}: `offset` must have shape [N={n}, {offset.shape[1]}, oh={out_h}, ow={out_w}] for this input, "
+            f"kernel, stride, padding and dilation; got {tuple(offset.shape)}"
+        )
+    if mask is not None and tuple(mask.shape) != (n, offset_groups * taps, out_h, out_w):
+        raise ValueError(
+            f"{op}: `mask` must have shape [N, offset_groups*kh*kw, oh, ow] = {(n, offset_groups * taps, out_h, out_w)}, "
+            f"got {tuple(mask.shape)}"
+        )
+    return torchvision.ops.deform_conv2d(
+        input, offset, weight, bias, stride=stride_hw, padding=padding_hw, dilation=dilation_hw, mask=mask
+    )

@@ -1,0 +1,190 @@
+"""Reference RoI feature extractors: RoIAlign (avg via torchvision, max in PyTorch), RoIPool and deformable RoI pooling.
+
+The pure-PyTorch paths share `_pool_bins`, which samples every bin of every RoI on a regular grid of bilinear
+points exactly where torchvision's RoIAlign samples them, then averages or maxes the samples of each bin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torchvision
+from torch import Tensor
+
+from detcore.ops.reference._checks import check_choice, check_rois, check_tensor, pair
+
+POOL_MODES = ("avg", "max")
+# Upper bound on RoIs x bins x samples x channels gathered at once, to bound the reference's memory.
+_MAX_GATHERED_VALUES = 1 << 24
+
+
+def _bilinear(flat: Tensor, height: int, width: int, batch: Tensor, y: Tensor, x: Tensor) -> Tensor:
+    """Bilinear samples with RoIAlign's border rule: zero outside [-1, H] x [-1, W], else coordinates clamped into the map.
+
+    flat: input as [N*H*W, C]; batch: [k] image index per RoI; y, x: [k, ...] pixel coordinates. Returns [k, ..., C].
+    """
+    valid = (y >= -1) & (y <= height) & (x >= -1) & (x <= width)
+    y = y.clamp(min=0)
+    x = x.clamp(min=0)
+    y0 = y.detach().floor().long()
+    x0 = x.detach().floor().long()
+    at_bottom = y0 >= height - 1
+    at_right = x0 >= width - 1
+    y0 = torch.where(at_bottom, torch.full_like(y0, height - 1), y0)
+    x0 = torch.where(at_right, torch.full_like(x0, width - 1), x0)
+    y1 = torch.where(at_bottom, y0, y0 + 1)
+    x1 = torch.where(at_right, x0, x0 + 1)
+    y = torch.where(at_bottom, y0.to(y.dtype), y)
+    x = torch.where(at_right, x0.to(x.dtype), x)
+    ly = y - y0.to(y.dtype)
+    lx = x - x0.to(x.dtype)
+    hy = 1 - ly
+    hx = 1 - lx
+
+    base = (batch * (height * width)).view(-1, *([1] * (y.dim() - 1)))
+
+    def corner(yy: Tensor, xx: Tensor) -> Tensor:
+        index = (base + yy * width + xx).reshape(-1)
+        return flat.index_select(0, index).view(*yy.shape, flat.shape[1])
+
+    value = (
+        (hy * hx)[..., None] * corner(y0, x0)
+        + (hy * lx)[..., None] * corner(y0, x1)
+        + (ly * hx)[..., None] * corner(y1, x0)
+        + (ly * lx)[..., None] * corner(y1, x1)
+    )
+    return value * valid[..., None].to(value.dtype)
+
+
+def _pool_bins(
+    input: Tensor,
+    rois: Tensor,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    mode: str,
+    offset: Tensor | None = None,
+    gamma: float = 0.0,
+) -> Tensor:
+    """Pool each RoI bin over its grid of bilinear samples ('avg' mean or 'max'), optionally shifting bins by `offset`.
+
+    Grid per RoI: sampling_ratio x sampling_ratio if > 0, else ceil(roi_h / oh) x ceil(roi_w / ow); a bin with no
+    samples (empty RoI when aligned) is 0. Offsets shift bin (i, j) by gamma * offset[k, :, i, j] * (roi_w, roi_h).
+    """
+    num_rois, channels = rois.shape[0], input.shape[1]
+    out_h, out_w = output_size
+    height, width = input.shape[2], input.shape[3]
+    output = input.new_zeros((num_rois, channels, out_h, out_w))
+    if num_rois == 0 or input.numel() == 0:
+        return output
+
+    rois = rois.detach()
+    shift = 0.5 if aligned else 0.0
+    batch = rois[:, 0].long()
+    start_x = rois[:, 1] * spatial_scale - shift
+    start_y = rois[:, 2] * spatial_scale - shift
+    roi_w = rois[:, 3] * spatial_scale - shift - start_x
+    roi_h = rois[:, 4] * spatial_scale - shift - start_y
+    if not aligned:
+        roi_w = roi_w.clamp(min=1.0)
+        roi_h = roi_h.clamp(min=1.0)
+    bin_w = roi_w / out_w
+    bin_h = roi_h / out_h
+    if sampling_ratio > 0:
+        grid_h = torch.full_like(batch, sampling_ratio)
+        grid_w = torch.full_like(batch, sampling_ratio)
+    else:
+        grid_h = torch.ceil(roi_h / out_h).long()
+        grid_w = torch.ceil(roi_w / out_w).long()
+
+    flat = input.permute(0, 2, 3, 1).reshape(-1, channels)
+    grid_pairs = torch.stack([grid_h, grid_w], dim=1)
+    for gh, gw in torch.unique(grid_pairs, dim=0).tolist():
+        if gh <= 0 or gw <= 0:
+            continue
+        members = torch.nonzero((grid_h == gh) & (grid_w == gw)).flatten()
+        per_roi = out_h * out_w * gh * gw * channels
+        chunk = max(1, _MAX_GATHERED_VALUES // per_roi)
+        for part in members.split(chunk):
+            frac_y = (torch.arange(gh, dtype=input.dtype, device=input.device) + 0.5)
+            frac_x = (torch.arange(gw, dtype=input.dtype, device=input.device) + 0.5)
+            rows = torch.arange(out_h, dtype=input.dtype, device=input.device)
+            cols = torch.arange(out_w, dtype=input.dtype, device=input.device)
+            bh, bw = bin_h[part, None, None], bin_w[part, None, None]
+            # y: [k, oh, gh], x: [k, ow, gw]
+            y = start_y[part, None, None] + rows[None, :, None] * bh + frac_y[None, None, :] * bh / gh
+            x = start_x[part, None, None] + cols[None, :, None] * bw + frac_x[None, None, :] * bw / gw
+            # full sample grid: [k, oh, ow, gh, gw]
+            ys = y[:, :, None, :, None].expand(-1, -1, out_w, -1, gw)
+            xs = x[:, None, :, None, :].expand(-1, out_h, -1, gh, -1)
+            if offset is not None:
+                off = offset[part]
+                ys = ys + (gamma * roi_h[part, None, None] * off[:, 1])[..., None, None]
+                xs = xs + (gamma * roi_w[part, None, None] * off[:, 0])[..., None, None]
+            samples = _bilinear(flat, height, width, batch[part], ys, xs).flatten(3, 4)
+            pooled = samples.mean(dim=3) if mode == "avg" else samples.amax(dim=3)
+            output = output.index_put((part,), pooled.permute(0, 3, 1, 2))
+    return output
+
+
+def roi_align(
+    input: Tensor,
+    rois: Tensor,
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = 0,
+    aligned: bool = True,
+    pool_mode: str = "avg",
+) -> Tensor:
+    """RoIAlign: [K, C, oh, ow] features of rois [K, 5] (batch_index, x1, y1, x2, y2) in input-image coordinates.
+
+    "avg" is torchvision.ops.roi_align; "max" takes the max (instead of the mean) of the same bilinear samples of a
+    bin, samples outside the map counting as 0. sampling_ratio <= 0 is adaptive: ceil(roi_size / output_size).
+    """
+    input, rois = check_rois("roi_align", input, rois)
+    size = pair("roi_align", "output_size", output_size)
+    check_choice("roi_align", "pool_mode", pool_mode, POOL_MODES)
+    if pool_mode == "avg":
+        return torchvision.ops.roi_align(input, rois, size, float(spatial_scale), int(sampling_ratio), bool(aligned))
+    return _pool_bins(input, rois, size, float(spatial_scale), int(sampling_ratio), bool(aligned), "max")
+
+
+def roi_pool(input: Tensor, rois: Tensor, output_size: int | Sequence[int], spatial_scale: float = 1.0) -> Tensor:
+    """RoIPool (Fast R-CNN, torchvision.ops.roi_pool): max over the integer-quantized bins of each RoI."""
+    input, rois = check_rois("roi_pool", input, rois)
+    size = pair("roi_pool", "output_size", output_size)
+    return torchvision.ops.roi_pool(input, rois, size, float(spatial_scale))
+
+
+def deform_roi_pool(
+    input: Tensor,
+    rois: Tensor,
+    offset: Tensor | None,
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = 0,
+    gamma: float = 0.1,
+) -> Tensor:
+    """Deformable RoI pooling (Dai et al. 2017): RoIAlign(aligned=False, avg) whose bins are shifted by learnt offsets.
+
+    For RoI k with corners scaled by spatial_scale, roi_w = max(x2 - x1, 1), roi_h = max(y2 - y1, 1), bin sizes
+    roi_w / ow and roi_h / oh; bin (i, j) is moved by (gamma * offset[k, 0, i, j] * roi_w,
+    gamma * offset[k, 1, i, j] * roi_h) (x then y), then averaged over the same bilinear sampling grid as
+    roi_align(aligned=False) (sampling_ratio <= 0: ceil(roi_h / oh) x ceil(roi_w / ow) points, RoIAlign's border rule).
+    offset None gives exactly roi_align(aligned=False). Differentiable w.r.t. input and offset.
+    """
+    input, rois = check_rois("deform_roi_pool", input, rois)
+    size = pair("deform_roi_pool", "output_size", output_size)
+    if offset is not None:
+        offset = check_tensor("deform_roi_pool", "offset", offset, 4, "[K, 2, oh, ow]")
+        expected = (rois.shape[0], 2, size[0], size[1])
+        if tuple(offset.shape) != expected:
+            raise ValueError(f"deform_roi_pool: `offset` must have shape [K, 2, oh, ow] = {expected}, got {tuple(offset.shape)}")
+        if offset.dtype != input.dtype or offset.device != input.device:
+            raise TypeError(
+                f"deform_roi_pool: `offset` must match `input` dtype/device ({input.dtype}, {input.device}), "
+                f"got ({offset.dtype}, {offset.device})"
+            )
+    return _pool_bins(input, rois, size, float(spatial_scale), int(sampling_ratio), False, "avg", offset, float(gamma))

@@ -1,0 +1,188 @@
+"""The component registry: (kind, name) -> class, from entry points, imported on first build."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from detcore.errors import (
+    ComponentLoadError,
+    ConfigError,
+    DuplicateComponentError,
+    UnknownComponentError,
+)
+from detcore.registry.discovery import EntryPointRecord, normalize_dist, scan_entry_points
+from detcore.registry.kinds import GROUP_PREFIX, KINDS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+QUALIFIER = "::"  # "det-common::FPN" picks one distribution's FPN
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A registered component as the metadata describes it (nothing imported)."""
+
+    kind: str
+    name: str
+    target: str
+    distribution: str
+    version: str
+
+    @classmethod
+    def from_record(cls, record: EntryPointRecord) -> "ComponentSpec":
+        kind = record.group[len(GROUP_PREFIX):]
+        return cls(kind, record.name, record.target, record.distribution, record.version)
+
+    def load(self) -> Any:
+        """Import the target; a failure names the distribution and what to do."""
+        try:
+            return EntryPointRecord(
+                GROUP_PREFIX + self.kind, self.name, self.target, self.distribution, self.version
+            ).load()
+        except Exception as exc:  # any import-time failure of a plugin module
+            raise ComponentLoadError(
+                f"Component {self.kind}:{self.name} from distribution {self.distribution} "
+                f"{self.version} failed to load ({self.target}): {type(exc).__name__}: {exc}. "
+                f"Reinstall or fix {self.distribution}, or uninstall it "
+                f"(pip uninstall {self.distribution}) to use the other components."
+            ) from exc
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, dict[str, str]]:
+    """Which first-party distribution provides well-known component names (for hints)."""
+    from importlib.resources import files
+
+    text = files("detcore.registry").joinpath("catalog.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        close = difflib.get_close_matches(kind, KINDS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownComponentError(
+            f"Unknown component kind {kind!r}.{hint} Kinds: {', '.join(KINDS)}."
+        )
+
+
+def components(kind: str | None = None) -> list[ComponentSpec]:
+    """All registered components (of one kind), from metadata only."""
+    if kind is not None:
+        check_kind(kind)
+    specs = []
+    for record in scan_entry_points():
+        k = record.group[len(GROUP_PREFIX):]
+        if k in KINDS and (kind is None or k == kind):
+            specs.append(ComponentSpec.from_record(record))
+    return sorted(specs, key=lambda s: (s.kind, s.name, s.distribution))
+
+
+def duplicates() -> dict[tuple[str, str], list[ComponentSpec]]:
+    """(kind, name) pairs registered by more than one distribution."""
+    by_key: dict[tuple[str, str], list[ComponentSpec]] = {}
+    for spec in components():
+        by_key.setdefault((spec.kind, spec.name), []).append(spec)
+    return {key: specs for key, specs in by_key.items() if len(specs) > 1}
+
+
+def resolve(kind: str, name: str) -> ComponentSpec:
+    """The one spec for ``name`` (or ``dist::name``), else a named error with suggestions."""
+    check_kind(kind)
+    dist_filter = None
+    if QUALIFIER in name:
+        dist_filter, name = name.split(QUALIFIER, 1)
+    candidates = [s for s in components(kind) if s.name == name]
+    if dist_filter is not None:
+        candidates = [
+            s for s in candidates if normalize_dist(s.distribution) == normalize_dist(dist_filter)
+        ]
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        listing = "; ".join(f"{s.distribution} {s.version} ({s.target})" for s in candidates)
+        first = candidates[0].distribution
+        raise DuplicateComponentError(
+            f"{kind}:{name} is registered by more than one distribution: {listing}. "
+            f"Choose one explicitly in the config, e.g. type = \"{first}{QUALIFIER}{name}\", "
+            f"or uninstall the one you do not want."
+        )
+    raise UnknownComponentError(_unknown_message(kind, name, dist_filter))
+
+
+def _unknown_message(kind: str, name: str, dist_filter: str | None) -> str:
+    names = sorted({s.name for s in components(kind)})
+    where = f" from distribution {dist_filter}" if dist_filter else ""
+    msg = f"Unknown {kind} component {name!r}{where}."
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if close:
+        msg += f" Did you mean: {', '.join(close)}?"
+    provider = _catalog().get(kind, {}).get(name)
+    if provider:
+        msg += f" It is provided by {provider}: pip install {provider}."
+    else:
+        other_kinds = sorted({s.kind for s in components() if s.name == name})
+        if other_kinds:
+            msg += f" A component of that name exists as kind {', '.join(other_kinds)}."
+    if not close and not provider:
+        shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+        msg += f" Installed {kind}: {shown or '(none)'}."
+    msg += " Run `detcore list-components --kind " + kind + "` to see what is installed."
+    return msg
+
+
+def get_component(kind: str, name: str) -> Any:
+    """The class (or function) registered as ``kind:name``, imported now."""
+    return resolve(kind, name).load()
+
+
+def build(kind: str, cfg: Any, **defaults: Any) -> Any:
+    """Build ``cfg["type"]`` of ``kind`` with the other keys as keyword arguments.
+
+    ``defaults`` fill keys the config does not set. Not recursive: a component builds its
+    own children (it knows their kind and when it has the context, e.g. an optimizer's
+    parameters). A ``cfg`` that is not a mapping (already built, or None) is returned as is.
+    """
+    if cfg is None or not isinstance(cfg, Mapping):
+        return cfg
+    if "type" not in cfg:
+        raise ConfigError(
+            f"Cannot build a {kind} component from {dict(cfg)!r}: the table has no 'type' key. "
+            f"Add type = \"<name>\" (see `detcore list-components --kind {kind}`)."
+        )
+    kwargs = {**defaults, **{k: v for k, v in cfg.items() if k != "type"}}
+    spec = resolve(kind, str(cfg["type"]))
+    target = spec.load()
+    _check_kwargs(spec, target, kwargs)
+    try:
+        return target(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"Building {kind}:{spec.name} ({spec.target}) failed: {exc}") from exc
+
+
+def _check_kwargs(spec: ComponentSpec, target: Any, kwargs: dict[str, Any]) -> None:
+    """Reject config keys the component does not accept, with close matches."""
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"Unknown config key {key!r} for {spec.kind}:{spec.name} "
+                f"({spec.distribution}).{hint} Accepted keys: {', '.join(accepted)}."
+            )

@@ -1,0 +1,466 @@
+// CPU kernels for dense ops: multi-scale deformable attention, corner pooling, sigmoid focal
+// loss and CARAFE. Each forward is parallel over independent outputs; each backward is split so
+// that every thread owns the memory it accumulates into.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+#include "ops.h"
+
+namespace det_ops {
+namespace {
+
+struct MsdaShape {
+  int64_t batch, spatial, heads, channels, queries, levels, points;
+};
+
+MsdaShape msda_shape(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& loc, const at::Tensor& attn) {
+  TORCH_CHECK(value.dim() == 4, "value must be [B, S, heads, C]");
+  TORCH_CHECK(loc.dim() == 6 && loc.size(5) == 2, "sampling_locations must be [B, Q, heads, L, P, 2]");
+  TORCH_CHECK(attn.dim() == 5, "attention_weights must be [B, Q, heads, L, P]");
+  MsdaShape s{value.size(0), value.size(1), value.size(2), value.size(3), loc.size(1), loc.size(3), loc.size(4)};
+  TORCH_CHECK(shapes.dim() == 2 && shapes.size(0) == s.levels && shapes.size(1) == 2, "spatial_shapes must be [L, 2]");
+  return s;
+}
+
+// Pixel position of a normalised sampling location (grid_sample, align_corners=False).
+template <typename T>
+inline void msda_position(const T* loc, int64_t h, int64_t w, T* y, T* x) {
+  *x = loc[0] * (T)w - (T)0.5;
+  *y = loc[1] * (T)h - (T)0.5;
+}
+
+template <typename T>
+inline void axpy(T* out, const T* v, T a, int64_t n) {
+  for (int64_t d = 0; d < n; ++d) out[d] += a * v[d];
+}
+
+}  // namespace
+
+at::Tensor msda_forward_cpu(const at::Tensor& value_in, const at::Tensor& shapes_in, const at::Tensor& start_in,
+                            const at::Tensor& loc_in, const at::Tensor& attn_in) {
+  at::Tensor value = value_in.contiguous();
+  at::Tensor shapes = shapes_in.to(at::kLong).contiguous();
+  at::Tensor start = start_in.to(at::kLong).contiguous();
+  at::Tensor loc = loc_in.to(value.scalar_type()).contiguous();
+  at::Tensor attn = attn_in.to(value.scalar_type()).contiguous();
+  MsdaShape s = msda_shape(value, shapes, loc, attn);
+  at::Tensor output = at::zeros({s.batch, s.queries, s.heads * s.channels}, value.options());
+  if (output.numel() == 0) return output;
+  const int64_t* hw = shapes.data_ptr<int64_t>();
+  const int64_t* st = start.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "msda_forward_cpu", [&] {
+    const scalar_t* val = value.data_ptr<scalar_t>();
+    const scalar_t* lp = loc.data_ptr<scalar_t>();
+    const scalar_t* ap = attn.data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    const int64_t row = s.heads * s.channels;  // stride between spatial positions in `value`
+    at::parallel_for(0, s.batch * s.queries, 8, [&](int64_t i0, int64_t i1) {
+      for (int64_t bq = i0; bq < i1; ++bq) {
+        const int64_t b = bq / s.queries;
+        for (int64_t m = 0; m < s.heads; ++m) {
+          scalar_t* o = out + bq * row + m * s.channels;
+          const int64_t lp_base = (bq * s.heads + m) * s.levels * s.points;
+          for (int64_t l = 0; l < s.levels; ++l) {
+            const int64_t h = hw[2 * l], w = hw[2 * l + 1];
+            const scalar_t* vl = val + ((b * s.spatial + st[l]) * s.heads + m) * s.channels;
+            for (int64_t p = 0; p < s.points; ++p) {
+              const int64_t idx = lp_base + l * s.points + p;
+              scalar_t y, x;
+              msda_position(lp + 2 * idx, h, w, &y, &x);
+              PadCorners<scalar_t> pc = pad_corners<scalar_t>(h, w, y, x);
+              if (!pc.any) continue;
+              const scalar_t a = ap[idx];
+              if (pc.ok1) axpy(o, vl + pc.p1 * row, a * pc.w1, s.channels);
+              if (pc.ok2) axpy(o, vl + pc.p2 * row, a * pc.w2, s.channels);
+              if (pc.ok3) axpy(o, vl + pc.p3 * row, a * pc.w3, s.channels);
+              if (pc.ok4) axpy(o, vl + pc.p4 * row, a * pc.w4, s.channels);
+            }
+          }
+        }
+      }
+    });
+  });
+  return output;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tensor& grad_in, const at::Tensor& value_in,
+                                                                 const at::Tensor& shapes_in, const at::Tensor& start_in,
+                                                                 const at::Tensor& loc_in, const at::Tensor& attn_in) {
+  at::Tensor value = value_in.contiguous();
+  at::Tensor grad = grad_in.contiguous();
+  at::Tensor shapes = shapes_in.to(at::kLong).contiguous();
+  at::Tensor start = start_in.to(at::kLong).contiguous();
+  at::Tensor loc = loc_in.to(value.scalar_type()).contiguous();
+  at::Tensor attn = attn_in.to(value.scalar_type()).contiguous();
+  MsdaShape s = msda_shape(value, shapes, loc, attn);
+  at::Tensor grad_value = at::zeros_like(value);
+  at::Tensor grad_loc = at::zeros_like(loc);
+  at::Tensor grad_attn = at::zeros_like(attn);
+  if (grad.numel() == 0 || value.numel() == 0) return std::make_tuple(grad_value, grad_loc, grad_attn);
+  const int64_t* hw = shapes.data_ptr<int64_t>();
+  const int64_t* st = start.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "msda_backward_cpu", [&] {
+    const scalar_t* val = value.data_ptr<scalar_t>();
+    const scalar_t* lp = loc.data_ptr<scalar_t>();
+    const scalar_t* ap = attn.data_ptr<scalar_t>();
+    const scalar_t* go = grad.data_ptr<scalar_t>();
+    scalar_t* gv = grad_value.data_ptr<scalar_t>();
+    scalar_t* gl = grad_loc.data_ptr<scalar_t>();
+    scalar_t* ga = grad_attn.data_ptr<scalar_t>();
+    const int64_t row = s.heads * s.channels;
+    const int64_t C = s.channels;
+    // One task per (batch, head): it owns grad_value[b, :, m, :] and all its query gradients.
+    at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b = t / s.heads, m = t % s.heads;
+        for (int64_t q = 0; q < s.queries; ++q) {
+          const int64_t bq = b * s.queries + q;
+          const scalar_t* g = go + bq * row + m * C;
+          const int64_t lp_base = (bq * s.heads + m) * s.levels * s.points;
+          for (int64_t l = 0; l < s.levels; ++l) {
+            const int64_t h = hw[2 * l], w = hw[2 * l + 1];
+            const int64_t vl_off = ((b * s.spatial + st[l]) * s.heads + m) * C;
+            const scalar_t* vl = val + vl_off;
+            scalar_t* gvl = gv + vl_off;
+            for (int64_t p = 0; p < s.points; ++p) {
+              const int64_t idx = lp_base + l * s.points + p;
+              scalar_t y, x;
+              msda_position(lp + 2 * idx, h, w, &y, &x);
+              PadCorners<scalar_t> pc = pad_corners<scalar_t>(h, w, y, x);
+              if (!pc.any) continue;
+              const scalar_t a = ap[idx];
+              scalar_t g_attn = 0, g_y = 0, g_x = 0;
+              for (int64_t d = 0; d < C; ++d) {
+                const scalar_t v1 = pc.ok1 ? vl[pc.p1 * row + d] : (scalar_t)0;
+                const scalar_t v2 = pc.ok2 ? vl[pc.p2 * row + d] : (scalar_t)0;
+                const scalar_t v3 = pc.ok3 ? vl[pc.p3 * row + d] : (scalar_t)0;
+                const scalar_t v4 = pc.ok4 ? vl[pc.p4 * row + d] : (scalar_t)0;
+                const scalar_t sample = pc.w1 * v1 + pc.w2 * v2 + pc.w3 * v3 + pc.w4 * v4;
+                g_attn += g[d] * sample;
+                g_y += g[d] * (pc.hx * (v3 - v1) + pc.lx * (v4 - v2));
+                g_x += g[d] * (pc.hy * (v2 - v1) + pc.ly * (v4 - v3));
+              }
+              if (pc.ok1) axpy(gvl + pc.p1 * row, g, a * pc.w1, C);
+              if (pc.ok2) axpy(gvl + pc.p2 * row, g, a * pc.w2, C);
+              if (pc.ok3) axpy(gvl + pc.p3 * row, g, a * pc.w3, C);
+              if (pc.ok4) axpy(gvl + pc.p4 * row, g, a * pc.w4, C);
+              ga[idx] = g_attn;
+              gl[2 * idx] = g_x * a * (scalar_t)w;
+              gl[2 * idx + 1] = g_y * a * (scalar_t)h;
+            }
+          }
+        }
+      }
+    });
+  });
+  return std::make_tuple(grad_value, grad_loc, grad_attn);
+}
+
+namespace {
+
+// Geometry of a corner-pool scan over one [H, W] plane: `lines` independent scans of `len`
+// elements; element k of line j sits at base(j) + k*step, visited from `first` towards `last`.
+struct ScanGeom {
+  int64_t lines, len, line_stride, step;
+  bool reverse;
+};
+
+ScanGeom scan_geom(int64_t height, int64_t width, int64_t mode) {
+  TORCH_CHECK(mode >= kTop && mode <= kRight, "unknown corner-pool mode ", mode);
+  const bool vertical = mode == kTop || mode == kBottom;
+  ScanGeom g;
+  g.lines = vertical ? width : height;
+  g.len = vertical ? height : width;
+  g.line_stride = vertical ? 1 : width;
+  g.step = vertical ? width : 1;
+  // "top" and "left" take the max over indices >= i, so they scan from the far end.
+  g.reverse = mode == kTop || mode == kLeft;
+  return g;
+}
+
+}  // namespace
+
+at::Tensor corner_pool_forward_cpu(const at::Tensor& input_in, int64_t mode) {
+  TORCH_CHECK(input_in.dim() == 4, "corner_pool input must be [N, C, H, W]");
+  at::Tensor input = input_in.contiguous();
+  at::Tensor output = at::empty_like(input);
+  if (input.numel() == 0) return output;
+  const int64_t planes = input.size(0) * input.size(1), H = input.size(2), W = input.size(3);
+  const bool vertical = mode == kTop || mode == kBottom;
+  ScanGeom g = scan_geom(H, W, mode);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "corner_pool_forward_cpu", [&] {
+    const scalar_t* in = input.data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    at::parallel_for(0, planes, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const scalar_t* src = in + p * H * W;
+        scalar_t* dst = out + p * H * W;
+        if (vertical) {
+          // Row-wise running max: contiguous rows, vectorisable inner loop.
+          const int64_t first = g.reverse ? H - 1 : 0, dir = g.reverse ? -1 : 1;
+          std::copy(src + first * W, src + first * W + W, dst + first * W);
+          for (int64_t k = 1; k < H; ++k) {
+            const int64_t r = first + dir * k, prev = r - dir;
+            const scalar_t* s = src + r * W;
+            const scalar_t* pr = dst + prev * W;
+            scalar_t* d = dst + r * W;
+            for (int64_t j = 0; j < W; ++j) d[j] = s[j] > pr[j] ? s[j] : pr[j];
+          }
+        } else {
+          for (int64_t i = 0; i < H; ++i) {
+            const scalar_t* s = src + i * W;
+            scalar_t* d = dst + i * W;
+            if (g.reverse) {
+              scalar_t cur = s[W - 1];
+              for (int64_t j = W - 1; j >= 0; --j) d[j] = cur = s[j] > cur ? s[j] : cur;
+            } else {
+              scalar_t cur = s[0];
+              for (int64_t j = 0; j < W; ++j) d[j] = cur = s[j] > cur ? s[j] : cur;
+            }
+          }
+        }
+      }
+    });
+  });
+  return output;
+}
+
+at::Tensor corner_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor& input_in, int64_t mode) {
+  at::Tensor input = input_in.contiguous();
+  at::Tensor grad = grad_in.contiguous();
+  at::Tensor grad_input = at::zeros_like(input);
+  if (input.numel() == 0) return grad_input;
+  const int64_t planes = input.size(0) * input.size(1), H = input.size(2), W = input.size(3);
+  ScanGeom g = scan_geom(H, W, mode);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "corner_pool_backward_cpu", [&] {
+    const scalar_t* in = input.data_ptr<scalar_t>();
+    const scalar_t* go = grad.data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    at::parallel_for(0, planes, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        for (int64_t line = 0; line < g.lines; ++line) {
+          const int64_t base = p * H * W + line * g.line_stride;
+          // Route each output's gradient to the element holding the running max; on ties
+          // the most recently scanned element wins (torch.cummax convention).
+          int64_t arg = -1;
+          scalar_t cur = 0;
+          for (int64_t k = 0; k < g.len; ++k) {
+            const int64_t pos = base + (g.reverse ? g.len - 1 - k : k) * g.step;
+            if (arg < 0 || in[pos] >= cur) {
+              cur = in[pos];
+              arg = pos;
+            }
+            gi[arg] += go[pos];
+          }
+        }
+      }
+    });
+  });
+  return grad_input;
+}
+
+namespace {
+
+// log(sigmoid(x)) and log(1 - sigmoid(x)) without overflow.
+template <typename T>
+inline void log_sigmoids(T x, T* log_p, T* log_1mp) {
+  const T soft = std::log1p(std::exp(-std::abs(x)));
+  *log_p = std::min(x, (T)0) - soft;
+  *log_1mp = std::min(-x, (T)0) - soft;
+}
+
+}  // namespace
+
+at::Tensor focal_loss_forward_cpu(const at::Tensor& pred_in, const at::Tensor& target_in, double gamma, double alpha) {
+  TORCH_CHECK(pred_in.dim() == 2, "pred must be [N, C]");
+  at::Tensor pred = pred_in.contiguous();
+  at::Tensor target = target_in.to(at::kLong).contiguous();
+  at::Tensor loss = at::empty_like(pred);
+  if (pred.numel() == 0) return loss;
+  const int64_t N = pred.size(0), C = pred.size(1);
+  AT_DISPATCH_FLOATING_TYPES(pred.scalar_type(), "focal_loss_forward_cpu", [&] {
+    const scalar_t* x = pred.data_ptr<scalar_t>();
+    const int64_t* t = target.data_ptr<int64_t>();
+    scalar_t* out = loss.data_ptr<scalar_t>();
+    const scalar_t gam = (scalar_t)gamma, a = (scalar_t)alpha;
+    at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t c = 0; c < C; ++c) {
+          const scalar_t xv = x[n * C + c];
+          const scalar_t p = (scalar_t)1 / ((scalar_t)1 + std::exp(-xv));
+          scalar_t lp, l1p;
+          log_sigmoids(xv, &lp, &l1p);
+          out[n * C + c] = t[n] == c ? -a * std::pow((scalar_t)1 - p, gam) * lp
+                                     : -((scalar_t)1 - a) * std::pow(p, gam) * l1p;
+        }
+    });
+  });
+  return loss;
+}
+
+at::Tensor focal_loss_backward_cpu(const at::Tensor& grad_in, const at::Tensor& pred_in, const at::Tensor& target_in,
+                                   double gamma, double alpha) {
+  at::Tensor pred = pred_in.contiguous();
+  at::Tensor grad = grad_in.contiguous();
+  at::Tensor target = target_in.to(at::kLong).contiguous();
+  at::Tensor grad_pred = at::empty_like(pred);
+  if (pred.numel() == 0) return grad_pred;
+  const int64_t N = pred.size(0), C = pred.size(1);
+  AT_DISPATCH_FLOATING_TYPES(pred.scalar_type(), "focal_loss_backward_cpu", [&] {
+    const scalar_t* x = pred.data_ptr<scalar_t>();
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const int64_t* t = target.data_ptr<int64_t>();
+    scalar_t* out = grad_pred.data_ptr<scalar_t>();
+    const scalar_t gam = (scalar_t)gamma, a = (scalar_t)alpha;
+    at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t c = 0; c < C; ++c) {
+          const scalar_t xv = x[n * C + c];
+          const scalar_t p = (scalar_t)1 / ((scalar_t)1 + std::exp(-xv));
+          scalar_t lp, l1p;
+          log_sigmoids(xv, &lp, &l1p);
+          scalar_t d;
+          if (t[n] == c) {  // d/dx of -a (1-p)^g log p
+            d = -a * std::pow((scalar_t)1 - p, gam) * (((scalar_t)1 - p) - gam * p * lp);
+          } else {  // d/dx of -(1-a) p^g log(1-p)
+            d = -((scalar_t)1 - a) * std::pow(p, gam) * (gam * ((scalar_t)1 - p) * l1p - p);
+          }
+          out[n * C + c] = g[n * C + c] * d;
+        }
+    });
+  });
+  return grad_pred;
+}
+
+namespace {
+
+struct CarafeShape {
+  int64_t N, C, H, W, Ho, Wo, k, G, s, r;
+};
+
+CarafeShape carafe_shape(const at::Tensor& f, const at::Tensor& m, int64_t k, int64_t G, int64_t s) {
+  TORCH_CHECK(f.dim() == 4 && m.dim() == 4, "carafe expects 4-D features and masks");
+  TORCH_CHECK(k % 2 == 1, "carafe kernel_size must be odd");
+  TORCH_CHECK(G > 0 && f.size(1) % G == 0, "channels must be a multiple of group_size");
+  TORCH_CHECK(m.size(1) == G * k * k && m.size(2) == f.size(2) * s && m.size(3) == f.size(3) * s,
+              "masks must be [N, group_size*k*k, H*scale, W*scale]");
+  return CarafeShape{f.size(0), f.size(1), f.size(2), f.size(3), m.size(2), m.size(3), k, G, s, (k - 1) / 2};
+}
+
+}  // namespace
+
+at::Tensor carafe_forward_cpu(const at::Tensor& features_in, const at::Tensor& masks_in, int64_t kernel_size,
+                              int64_t group_size, int64_t scale_factor) {
+  at::Tensor features = features_in.contiguous();
+  at::Tensor masks = masks_in.to(features.scalar_type()).contiguous();
+  CarafeShape s = carafe_shape(features, masks, kernel_size, group_size, scale_factor);
+  at::Tensor output = at::zeros({s.N, s.C, s.Ho, s.Wo}, features.options());
+  if (output.numel() == 0) return output;
+  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "carafe_forward_cpu", [&] {
+    const scalar_t* f = features.data_ptr<scalar_t>();
+    const scalar_t* m = masks.data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    const int64_t kk = s.k * s.k, cpg = s.C / s.G, HWo = s.Ho * s.Wo;
+    at::parallel_for(0, s.N * s.C, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t nc = i0; nc < i1; ++nc) {
+        const int64_t n = nc / s.C, c = nc % s.C, g = c / cpg;
+        const scalar_t* plane = f + nc * s.H * s.W;
+        const scalar_t* mg = m + (n * s.G * kk + g * kk) * HWo;
+        scalar_t* o = out + nc * HWo;
+        for (int64_t y = 0; y < s.Ho; ++y) {
+          const int64_t sy = y / s.s;
+          for (int64_t x = 0; x < s.Wo; ++x) {
+            const int64_t sx = x / s.s;
+            scalar_t acc = 0;
+            for (int64_t i = 0; i < s.k; ++i) {
+              const int64_t yy = sy + i - s.r;
+              if (yy < 0 || yy >= s.H) continue;
+              for (int64_t j = 0; j < s.k; ++j) {
+                const int64_t xx = sx + j - s.r;
+                if (xx < 0 || xx >= s.W) continue;
+                acc += plane[yy * s.W + xx] * mg[(i * s.k + j) * HWo + y * s.Wo + x];
+              }
+            }
+            o[y * s.Wo + x] = acc;
+          }
+        }
+      }
+    });
+  });
+  return output;
+}
+
+std::tuple<at::Tensor, at::Tensor> carafe_backward_cpu(const at::Tensor& grad_in, const at::Tensor& features_in,
+                                                       const at::Tensor& masks_in, int64_t kernel_size,
+                                                       int64_t group_size, int64_t scale_factor) {
+  at::Tensor features = features_in.contiguous();
+  at::Tensor masks = masks_in.to(features.scalar_type()).contiguous();
+  at::Tensor grad = grad_in.contiguous();
+  CarafeShape s = carafe_shape(features, masks, kernel_size, group_size, scale_factor);
+  at::Tensor grad_features = at::zeros_like(features);
+  at::Tensor grad_masks = at::zeros_like(masks);
+  if (grad.numel() == 0) return std::make_tuple(grad_features, grad_masks);
+  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "carafe_backward_cpu", [&] {
+    const scalar_t* f = features.data_ptr<scalar_t>();
+    const scalar_t* m = masks.data_ptr<scalar_t>();
+    const scalar_t* go = grad.data_ptr<scalar_t>();
+    scalar_t* gf = grad_features.data_ptr<scalar_t>();
+    scalar_t* gm = grad_masks.data_ptr<scalar_t>();
+    const int64_t kk = s.k * s.k, cpg = s.C / s.G, HWo = s.Ho * s.Wo;
+    // Features: each (n, c) plane is owned by one task.
+    at::parallel_for(0, s.N * s.C, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t nc = i0; nc < i1; ++nc) {
+        const int64_t n = nc / s.C, c = nc % s.C, g = c / cpg;
+        scalar_t* plane = gf + nc * s.H * s.W;
+        const scalar_t* mg = m + (n * s.G * kk + g * kk) * HWo;
+        const scalar_t* gop = go + nc * HWo;
+        for (int64_t y = 0; y < s.Ho; ++y)
+          for (int64_t x = 0; x < s.Wo; ++x) {
+            const int64_t sy = y / s.s, sx = x / s.s;
+            const scalar_t gv = gop[y * s.Wo + x];
+            for (int64_t i = 0; i < s.k; ++i) {
+              const int64_t yy = sy + i - s.r;
+              if (yy < 0 || yy >= s.H) continue;
+              for (int64_t j = 0; j < s.k; ++j) {
+                const int64_t xx = sx + j - s.r;
+                if (xx < 0 || xx >= s.W) continue;
+                plane[yy * s.W + xx] += gv * mg[(i * s.k + j) * HWo + y * s.Wo + x];
+              }
+            }
+          }
+      }
+    });
+    // Masks: each (n, group) block of k*k mask channels is owned by one task.
+    at::parallel_for(0, s.N * s.G, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t ng = i0; ng < i1; ++ng) {
+        const int64_t n = ng / s.G, g = ng % s.G;
+        scalar_t* gmg = gm + ng * kk * HWo;
+        for (int64_t c = g * cpg; c < (g + 1) * cpg; ++c) {
+          const scalar_t* plane = f + (n * s.C + c) * s.H * s.W;
+          const scalar_t* gop = go + (n * s.C + c) * HWo;
+          for (int64_t i = 0; i < s.k; ++i)
+            for (int64_t j = 0; j < s.k; ++j) {
+              scalar_t* gmk = gmg + (i * s.k + j) * HWo;
+              for (int64_t y = 0; y < s.Ho; ++y) {
+                const int64_t yy = y / s.s + i - s.r;
+                if (yy < 0 || yy >= s.H) continue;
+                for (int64_t x = 0; x < s.Wo; ++x) {
+                  const int64_t xx = x / s.s + j - s.r;
+                  if (xx < 0 || xx >= s.W) continue;
+                  gmk[y * s.Wo + x] += gop[y * s.Wo + x] * plane[yy * s.W + xx];
+                }
+              }
+            }
+        }
+      }
+    });
+  });
+  return std::make_tuple(grad_features, grad_masks);
+}
+
+}  // namespace det_ops

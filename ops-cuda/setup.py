@@ -1,0 +1,128 @@
+"""Build script for the det-ops-cuda extension (``det_ops_cuda._C``).
+
+CPU kernels are always compiled. CUDA kernels are compiled when a CUDA toolkit is found
+(``CUDA_HOME`` / ``nvcc``) and torch was built with CUDA, or when ``DET_OPS_CUDA_FORCE_CUDA=1``;
+``DET_OPS_CUDA_NO_CUDA=1`` disables them. torch must be importable at build time, so install
+with ``pip install --no-build-isolation ./ops-cuda``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("csrc")
+# Used when no GPU is visible and TORCH_CUDA_ARCH_LIST is unset (torch cannot guess one then).
+DEFAULT_ARCH_LIST = "8.0+PTX"
+
+
+def fail(message: str) -> None:
+    """Stop the build with a short, readable message instead of a compiler traceback."""
+    sys.stderr.write(f"\n[det-ops-cuda] build error: {message}\n\n")
+    raise SystemExit(1)
+
+
+def note(message: str) -> None:
+    sys.stderr.write(f"[det-ops-cuda] {message}\n")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+try:
+    import torch
+    from torch.utils import cpp_extension
+except ImportError:
+    fail(
+        "torch is not importable at build time. Install torch first, then build without "
+        "build isolation:\n    pip install --no-build-isolation ./ops-cuda"
+    )
+
+
+def find_cxx() -> str:
+    cxx = os.environ.get("CXX", "c++").split()[0]
+    found = shutil.which(cxx) or shutil.which("g++") or shutil.which("clang++")
+    if not found:
+        fail("no C++ compiler found (looked for $CXX, c++, g++, clang++). Install one, e.g. `apt-get install g++`.")
+    return found
+
+
+def find_cudart_dir(cuda_home: str) -> str | None:
+    """Return the directory holding libcudart.so (toolkits differ: lib64, lib or targets/*/lib)."""
+    candidates = [os.path.join(cuda_home, "lib64"), os.path.join(cuda_home, "lib")]
+    candidates += sorted(glob.glob(os.path.join(cuda_home, "targets", "*", "lib")))
+    for path in candidates:
+        if os.path.exists(os.path.join(path, "libcudart.so")):
+            return path
+    return None
+
+
+def want_cuda() -> tuple[bool, str | None]:
+    """Decide whether to compile CUDA kernels; returns (enabled, libcudart directory)."""
+    forced = env_flag("DET_OPS_CUDA_FORCE_CUDA")
+    if env_flag("DET_OPS_CUDA_NO_CUDA"):
+        note("DET_OPS_CUDA_NO_CUDA=1: building CPU kernels only.")
+        return False, None
+    cuda_home = cpp_extension.CUDA_HOME
+    problem = None
+    if torch.version.cuda is None:
+        problem = f"torch {torch.__version__} was built without CUDA"
+    elif cuda_home is None or not os.path.isdir(cuda_home):
+        problem = "no CUDA toolkit found (set CUDA_HOME to the toolkit, e.g. /usr/local/cuda)"
+    elif not os.path.exists(os.path.join(cuda_home, "bin", "nvcc")):
+        problem = f"CUDA_HOME={cuda_home} has no bin/nvcc"
+    cudart_dir = None if problem else find_cudart_dir(cuda_home)
+    if problem is None and cudart_dir is None:
+        problem = f"CUDA_HOME={cuda_home} has no libcudart.so under lib64/, lib/ or targets/*/lib/"
+    if problem:
+        if forced:
+            fail(f"DET_OPS_CUDA_FORCE_CUDA=1 but {problem}.")
+        note(f"{problem}: building CPU kernels only.")
+        return False, None
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
+        note(f"no GPU visible and TORCH_CUDA_ARCH_LIST unset: compiling for {DEFAULT_ARCH_LIST}.")
+    note(f"CUDA kernels enabled (CUDA_HOME={cuda_home}, TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', 'auto')}).")
+    return True, cudart_dir
+
+
+def make_extension():
+    find_cxx()
+    with_cuda, cudart_dir = want_cuda()
+    sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp"))) + sorted(glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
+    cxx_flags = ["-O3", "-fopenmp", "-std=c++17"]
+    extra = {"cxx": cxx_flags}
+    define_macros = []
+    library_dirs = []
+    if with_cuda:
+        sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
+        define_macros.append(("WITH_CUDA", None))
+        extra["nvcc"] = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        library_dirs.append(cudart_dir)
+        ext_cls = cpp_extension.CUDAExtension
+    else:
+        ext_cls = cpp_extension.CppExtension
+    return ext_cls(
+        name="det_ops_cuda._C",
+        sources=sources,
+        include_dirs=[os.path.join(HERE, CSRC)],
+        define_macros=define_macros,
+        extra_compile_args=extra,
+        extra_link_args=["-fopenmp"],
+        library_dirs=library_dirs,
+    )
+
+
+if not os.environ.get("MAX_JOBS"):
+    os.environ["MAX_JOBS"] = "2"
+
+setup(
+    ext_modules=[make_extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)},
+)

@@ -1,0 +1,19 @@
+"""Box utilities: overlaps (IoU / IoF / GIoU), RoI packing, flips, format and distance conversions."""
+
+from det_common.bbox.overlaps import bbox_overlaps
+from det_common.bbox.transforms import (
+    bbox2distance,
+    bbox2roi,
+    bbox_cxcywh_to_xyxy,
+    bbox_flip,
+    bbox_rescale,
+    bbox_xyxy_to_cxcywh,
+    distance2bbox,
+    roi2bbox,
+    scale_boxes,
+)
+
+__all__ = [
+    "bbox2distance", "bbox2roi", "bbox_cxcywh_to_xyxy", "bbox_flip", "bbox_overlaps", "bbox_rescale",
+    "bbox_xyxy_to_cxcywh", "distance2bbox", "roi2bbox", "scale_boxes",
+]
