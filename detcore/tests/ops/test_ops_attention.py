@@ -46,7 +46,8 @@ def test_gradcheck():
     value, shapes, starts, locations, weights = make_inputs(batch=1, queries=2, heads=2, channels=2, points=2)
     value.requires_grad_(), locations.requires_grad_(), weights.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda v, loc, w: reference.multi_scale_deformable_attention(v, shapes, starts, loc, w), (value, locations, weights)
+        lambda v, loc, w: reference.multi_scale_deformable_attention(v, shapes, starts, loc, w),
+        (value, locations, weights),
     )
 
 

@@ -54,12 +54,21 @@ def test_focal_loss_weight_scales_rows_and_grad():
     target = torch.tensor([0, 3, 2, 1, 3])
     weight = torch.rand(5, dtype=torch.float64)
     unweighted = ops.sigmoid_focal_loss(pred, target, reduction="none")
-    torch.testing.assert_close(ops.sigmoid_focal_loss(pred, target, weight=weight, reduction="none"), unweighted * weight[:, None])
-    torch.testing.assert_close(ops.sigmoid_focal_loss(pred, target, weight=weight, reduction="sum"), (unweighted * weight[:, None]).sum())
-    assert torch.autograd.gradcheck(lambda p: reference.sigmoid_focal_loss(p, target, 2.0, 0.25, weight, "mean"), (pred,))
+    torch.testing.assert_close(
+        ops.sigmoid_focal_loss(pred, target, weight=weight, reduction="none"), unweighted * weight[:, None]
+    )
+    torch.testing.assert_close(
+        ops.sigmoid_focal_loss(pred, target, weight=weight, reduction="sum"), (unweighted * weight[:, None]).sum()
+    )
+    assert torch.autograd.gradcheck(
+        lambda p: reference.sigmoid_focal_loss(p, target, 2.0, 0.25, weight, "mean"), (pred,)
+    )
     empty = ops.sigmoid_focal_loss(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64))
     assert empty.item() == 0.0
-    assert ops.sigmoid_focal_loss(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64), reduction="none").shape == (0, 3)
+    assert ops.sigmoid_focal_loss(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64), reduction="none").shape == (
+        0,
+        3,
+    )
 
 
 def test_focal_loss_bad_inputs():

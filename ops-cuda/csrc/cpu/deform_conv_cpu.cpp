@@ -195,7 +195,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv_backward_
       const scalar_t* off_b = offset[b].data_ptr<scalar_t>();
       const scalar_t* mask_b = use_mask ? mask[b].data_ptr<scalar_t>() : nullptr;
       at::Tensor go_b = grad[b].view({wg, s.out_ch / wg, L});
-      at::bmm_out(gcols.view({wg, rows, L}), w_g.transpose(1, 2), go_b);
+      at::Tensor gcols_g = gcols.view({wg, rows, L});
+      at::bmm_out(gcols_g, w_g.transpose(1, 2), go_b);
       const scalar_t* gc = gcols.data_ptr<scalar_t>();
       deform_col2im<scalar_t>(s, gc, off_b, mask_b, grad_input[b].data_ptr<scalar_t>());
       deform_coord_grad<scalar_t>(s, gc, in_b, off_b, mask_b, grad_offset[b].data_ptr<scalar_t>(),

@@ -287,7 +287,9 @@ at::Tensor focal_loss_forward_cpu(const at::Tensor& pred_in, const at::Tensor& t
     const scalar_t* x = pred.data_ptr<scalar_t>();
     const int64_t* t = target.data_ptr<int64_t>();
     scalar_t* out = loss.data_ptr<scalar_t>();
-    const scalar_t gam = (scalar_t)gamma, a = (scalar_t)alpha;
+    // alpha < 0 disables the class balancing (torchvision convention).
+    const scalar_t gam = (scalar_t)gamma, a_pos = alpha >= 0 ? (scalar_t)alpha : (scalar_t)1,
+                   a_neg = alpha >= 0 ? (scalar_t)(1 - alpha) : (scalar_t)1;
     at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n)
         for (int64_t c = 0; c < C; ++c) {
@@ -295,8 +297,8 @@ at::Tensor focal_loss_forward_cpu(const at::Tensor& pred_in, const at::Tensor& t
           const scalar_t p = (scalar_t)1 / ((scalar_t)1 + std::exp(-xv));
           scalar_t lp, l1p;
           log_sigmoids(xv, &lp, &l1p);
-          out[n * C + c] = t[n] == c ? -a * std::pow((scalar_t)1 - p, gam) * lp
-                                     : -((scalar_t)1 - a) * std::pow(p, gam) * l1p;
+          out[n * C + c] = t[n] == c ? -a_pos * std::pow((scalar_t)1 - p, gam) * lp
+                                     : -a_neg * std::pow(p, gam) * l1p;
         }
     });
   });
@@ -316,7 +318,9 @@ at::Tensor focal_loss_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
     const scalar_t* g = grad.data_ptr<scalar_t>();
     const int64_t* t = target.data_ptr<int64_t>();
     scalar_t* out = grad_pred.data_ptr<scalar_t>();
-    const scalar_t gam = (scalar_t)gamma, a = (scalar_t)alpha;
+    // alpha < 0 disables the class balancing (torchvision convention).
+    const scalar_t gam = (scalar_t)gamma, a_pos = alpha >= 0 ? (scalar_t)alpha : (scalar_t)1,
+                   a_neg = alpha >= 0 ? (scalar_t)(1 - alpha) : (scalar_t)1;
     at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n)
         for (int64_t c = 0; c < C; ++c) {
@@ -326,9 +330,9 @@ at::Tensor focal_loss_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
           log_sigmoids(xv, &lp, &l1p);
           scalar_t d;
           if (t[n] == c) {  // d/dx of -a (1-p)^g log p
-            d = -a * std::pow((scalar_t)1 - p, gam) * (((scalar_t)1 - p) - gam * p * lp);
+            d = -a_pos * std::pow((scalar_t)1 - p, gam) * (((scalar_t)1 - p) - gam * p * lp);
           } else {  // d/dx of -(1-a) p^g log(1-p)
-            d = -((scalar_t)1 - a) * std::pow(p, gam) * (gam * ((scalar_t)1 - p) * l1p - p);
+            d = -a_neg * std::pow(p, gam) * (gam * ((scalar_t)1 - p) * l1p - p);
           }
           out[n * C + c] = g[n * C + c] * d;
         }

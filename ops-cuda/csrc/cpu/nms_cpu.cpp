@@ -24,6 +24,18 @@ inline T box_iou(const T* a, T area_a, const T* b, T area_b) {
   return inter / (area_a + area_b - inter);
 }
 
+// Same IoU, but 0 when the union is empty (the Soft-NMS reference's convention).
+template <typename T>
+inline T box_iou_or_zero(const T* a, T area_a, const T* b, T area_b) {
+  T w = std::min(a[2], b[2]) - std::max(a[0], b[0]);
+  T h = std::min(a[3], b[3]) - std::max(a[1], b[1]);
+  w = w > 0 ? w : 0;
+  h = h > 0 ? h : 0;
+  T inter = w * h;
+  T uni = area_a + area_b - inter;
+  return uni > 0 ? inter / uni : (T)0;
+}
+
 // Greedy NMS over `n` boxes already sorted by decreasing score; sets keep[pos]=1 for survivors.
 template <typename T>
 void greedy_nms(const T* boxes, int64_t n, T threshold, uint8_t* keep) {
@@ -139,13 +151,15 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(const at::Tensor& boxes_in, cons
     std::vector<scalar_t> s(scores.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>() + n);
     std::vector<scalar_t> area(n);
     for (int64_t i = 0; i < n; ++i) area[i] = (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
-    // Remaining candidates in input order; each step takes the first highest score.
-    std::vector<int64_t> alive(n);
-    std::iota(alive.begin(), alive.end(), 0);
-    int64_t count = n;
+    const scalar_t thr = (scalar_t)iou_threshold, sig = (scalar_t)sigma, lo = (scalar_t)min_score;
+    // Live candidates (score >= min_score) in input order; each step takes the first highest score.
+    std::vector<int64_t> alive;
+    alive.reserve(n);
+    for (int64_t i = 0; i < n; ++i)
+      if (s[i] >= lo) alive.push_back(i);
+    int64_t count = (int64_t)alive.size();
     scalar_t* d = dets.data_ptr<scalar_t>();
     int64_t* ind = inds.data_ptr<int64_t>();
-    const scalar_t thr = (scalar_t)iou_threshold, sig = (scalar_t)sigma, lo = (scalar_t)min_score;
     while (count > 0) {
       int64_t best = 0;
       for (int64_t k = 1; k < count; ++k)
@@ -158,7 +172,7 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(const at::Tensor& boxes_in, cons
       for (int64_t k = 0; k < count; ++k) {
         if (k == best) continue;
         const int64_t j = alive[k];
-        const scalar_t iou = box_iou(b + 4 * i, area[i], b + 4 * j, area[j]);
+        const scalar_t iou = box_iou_or_zero(b + 4 * i, area[i], b + 4 * j, area[j]);
         scalar_t w = 1;
         if (method == kSoftLinear) {
           w = iou > thr ? (scalar_t)1 - iou : (scalar_t)1;

@@ -1,17 +1,15 @@
-"""Checkpoint files: atomic save, safe load (``weights_only=True``), weight loading with a key report.
+"""Training checkpoints: weight loading with a key report, ``latest.pth`` links, finding the newest file.
 
-A checkpoint is a dict ``{"state_dict", "meta", "optimizer"?, "scheduler"?, "scaler"?,
-"rng"?, "hooks"?}``. It is written to a temporary file in the destination folder and
-renamed over the target, so a crash mid-write never damages the previous file.
+A runner checkpoint is a dict ``{"state_dict", "meta", "optimizer"?, "scheduler"?, "scaler"?,
+"rng"?, "data_epoch_rng"?, "hooks"?}``. Writing and reading go through the kernel's
+:mod:`detcore.checkpoint` (atomic temp-file + rename writes, ``weights_only=True`` loads,
+CheckpointError naming a damaged file).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,42 +17,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from detcore.checkpoint import load_checkpoint_file as load_checkpoint
+from detcore.checkpoint import save_checkpoint
 from detcore.errors import CheckpointError
 
-
-def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(checkpoint), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; a missing or damaged file raises CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} does not exist")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(
-            f"checkpoint file {path} is truncated or corrupt and cannot be read ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
-        ) from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"checkpoint file {path} holds a {type(data).__name__}, expected a dict")
-    return data
+__all__ = [
+    "LoadReport", "extract_state_dict", "find_latest_checkpoint", "link_latest", "load_checkpoint",
+    "load_weights", "save_checkpoint",
+]
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any], path: str | os.PathLike[str] = "<memory>") -> dict[str, Any]:

@@ -107,8 +107,17 @@ class FixedLrScheduler(LrScheduler):
 class StepLrScheduler(LrScheduler):
     """lr *= gamma at every milestone in ``steps``, or every ``steps`` epochs/iterations when an int."""
 
-    def __init__(self, steps: int | Sequence[int], gamma: float = 0.1, min_lr: float | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        steps: int | Sequence[int],
+        gamma: float = 0.1,
+        min_lr: float | None = None,
+        by_epoch: bool = True,
+        warmup: str | None = None,
+        warmup_iters: int = 0,
+        warmup_ratio: float = 0.1,
+    ) -> None:
+        super().__init__(by_epoch=by_epoch, warmup=warmup, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio)
         if isinstance(steps, int):
             if steps <= 0:
                 raise ConfigError(f"lr_config.steps must be positive, got {steps}")
@@ -137,17 +146,33 @@ class StepLrScheduler(LrScheduler):
 class MultiStepLrScheduler(StepLrScheduler):
     """Step schedule that requires an explicit list of milestones."""
 
-    def __init__(self, steps: Sequence[int], gamma: float = 0.1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        steps: Sequence[int],
+        gamma: float = 0.1,
+        min_lr: float | None = None,
+        by_epoch: bool = True,
+        warmup: str | None = None,
+        warmup_iters: int = 0,
+        warmup_ratio: float = 0.1,
+    ) -> None:
         if isinstance(steps, int):
             raise ConfigError("lr_config.policy = 'multistep' needs a list of steps, e.g. steps = [8, 11]")
-        super().__init__(steps=steps, gamma=gamma, **kwargs)
+        super().__init__(steps, gamma, min_lr, by_epoch=by_epoch, warmup=warmup, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio)
 
 
 class CosineLrScheduler(LrScheduler):
     """Cosine annealing from the initial lr to ``min_lr_ratio`` times it over the whole run."""
 
-    def __init__(self, min_lr_ratio: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        min_lr_ratio: float = 0.0,
+        by_epoch: bool = True,
+        warmup: str | None = None,
+        warmup_iters: int = 0,
+        warmup_ratio: float = 0.1,
+    ) -> None:
+        super().__init__(by_epoch=by_epoch, warmup=warmup, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio)
         if not 0.0 <= min_lr_ratio <= 1.0:
             raise ConfigError(f"lr_config.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
         self.min_lr_ratio = float(min_lr_ratio)
@@ -159,9 +184,11 @@ class CosineLrScheduler(LrScheduler):
 
 def build_lr_scheduler(cfg: dict[str, Any] | None) -> LrScheduler:
     """Build ``lr_config`` (``policy`` names an entry point of ``detcore.schedulers``); none means fixed."""
+    if not cfg:
+        return FixedLrScheduler()
     from detcore.registry import build
 
-    cfg = dict(cfg or {"policy": "fixed"})
+    cfg = dict(cfg)
     policy = cfg.pop("policy", None)
     type_name = cfg.pop("type", None) or policy
     if type_name is None:

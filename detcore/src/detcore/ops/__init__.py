@@ -7,8 +7,8 @@ serves the (op, device type) pairs it declares, the reference serves the rest. S
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import Tensor
 
@@ -88,7 +88,9 @@ def roi_align(
     pool_mode: str = "avg",
 ) -> Tensor:
     """RoIAlign of rois [K,5] (batch_index, x1, y1, x2, y2) into [K,C,oh,ow]; pool_mode "avg" or "max"."""
-    return _impl("roi_align", "input", input)(input, rois, output_size, spatial_scale, sampling_ratio, aligned, pool_mode)
+    return _impl("roi_align", "input", input)(
+        input, rois, output_size, spatial_scale, sampling_ratio, aligned, pool_mode
+    )
 
 
 def roi_pool(input: Tensor, rois: Tensor, output_size: int | Sequence[int], spatial_scale: float = 1.0) -> Tensor:
@@ -120,7 +122,9 @@ def deform_roi_pool(
     gamma: float = 0.1,
 ) -> Tensor:
     """Deformable RoI pooling: RoIAlign(aligned=False) with bins shifted by gamma * offset * (roi_w, roi_h)."""
-    return _impl("deform_roi_pool", "input", input)(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma)
+    return _impl("deform_roi_pool", "input", input)(
+        input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma
+    )
 
 
 def multi_scale_deformable_attention(

@@ -51,7 +51,9 @@ class OpsBackend:
         if not isinstance(self.ops, Mapping):
             raise TypeError(f"OpsBackend {self.name!r}: `ops` must be a mapping op name -> callable")
         if not isinstance(self.devices, Mapping):
-            raise TypeError(f"OpsBackend {self.name!r}: `devices` must be a mapping op name -> frozenset of device types")
+            raise TypeError(
+                f"OpsBackend {self.name!r}: `devices` must be a mapping op name -> frozenset of device types"
+            )
         for op, fn in self.ops.items():
             if not callable(fn):
                 raise TypeError(f"OpsBackend {self.name!r}: ops[{op!r}] is not callable ({type(fn).__name__})")
@@ -142,7 +144,7 @@ def _load_entry_point(ep: importlib.metadata.EntryPoint, taken: dict[str, str]) 
             raise ValueError(
                 f"backend name {backend.name!r} is already registered by distribution {taken[backend.name]!r}"
             )
-    except Exception as exc:  # any failure while importing third-party code marks the backend broken
+    except Exception as exc:  # noqa: BLE001 - any failure in third-party loading code marks the backend broken
         record.error = f"{type(exc).__name__}: {exc}"
         return record
     record.name = backend.name

@@ -69,14 +69,13 @@ def component_rows(kind: str | None, check: bool) -> list[dict]:
 
 def list_components(args: argparse.Namespace) -> int:
     rows = component_rows(args.kind, args.check)
+    broken = any(r["status"].startswith("broken") for r in rows)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
+    elif rows:
+        _print_table(rows, ["kind", "name", "distribution", "version", "status"])
+    else:
         print("No components installed. Install a family, e.g. `pip install det-single-stage`.")
-        return 0
-    _print_table(rows, ["kind", "name", "distribution", "version", "status"])
-    broken = [r for r in rows if r["status"].startswith("broken")]
     return 1 if broken else 0
 
 

@@ -70,7 +70,7 @@ class CheckpointHook(Hook):
             return
         work_dir = Path(runner.work_dir)
         path = save_checkpoint(
-            runner.make_checkpoint(include_optimizer=self.save_optimizer, iteration=iteration), work_dir / name
+            work_dir / name, runner.make_checkpoint(include_optimizer=self.save_optimizer, iteration=iteration)
         )
         link_latest(path, work_dir / "latest.pth")
         runner.logger.info(f"saved checkpoint {path}")
@@ -109,7 +109,7 @@ class CheckpointHook(Hook):
         work_dir = Path(runner.work_dir)
         path = work_dir / f"best_{self.save_best.replace('/', '_')}_{tag}.pth"
         previous, self.best_path = self.best_path, str(path)
-        save_checkpoint(runner.make_checkpoint(include_optimizer=False, iteration=iteration), path)
+        save_checkpoint(path, runner.make_checkpoint(include_optimizer=False, iteration=iteration))
         if previous is not None and Path(previous) != path and Path(previous).exists():
             Path(previous).unlink()
         runner.logger.info(f"new best {self.save_best} = {score:.4f}; saved {path}")

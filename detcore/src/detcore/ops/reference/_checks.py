@@ -11,7 +11,9 @@ from torch import Tensor
 def check_tensor(op: str, arg: str, value: object, ndim: int | None = None, shape: str = "") -> Tensor:
     """`value` must be a Tensor (of rank `ndim` when given); `shape` describes the expected layout for the message."""
     if not isinstance(value, Tensor):
-        raise TypeError(f"{op}: `{arg}` must be a torch.Tensor{' ' + shape if shape else ''}, got {type(value).__name__}")
+        raise TypeError(
+            f"{op}: `{arg}` must be a torch.Tensor{' ' + shape if shape else ''}, got {type(value).__name__}"
+        )
     if ndim is not None and value.dim() != ndim:
         raise ValueError(f"{op}: `{arg}` must have {ndim} dimensions {shape}, got shape {tuple(value.shape)}")
     return value
@@ -56,7 +58,9 @@ def check_rois(op: str, input: object, rois: object) -> tuple[Tensor, Tensor]:
         )
     check_floating(op, "input", input)
     if rois.dtype != input.dtype:
-        raise TypeError(f"{op}: `rois` dtype {rois.dtype} must match `input` dtype {input.dtype}; cast rois with .to(input.dtype)")
+        raise TypeError(
+            f"{op}: `rois` dtype {rois.dtype} must match `input` dtype {input.dtype}; cast rois with .to(input.dtype)"
+        )
     check_same_device(op, input=input, rois=rois)
     if rois.shape[0] > 0:
         batch = rois[:, 0]
@@ -74,7 +78,11 @@ def pair(op: str, arg: str, value: int | Sequence[int], minimum: int = 1) -> tup
         raise TypeError(f"{op}: `{arg}` must be an int or a pair of ints, got {value!r}")
     if isinstance(value, int):
         result = (value, value)
-    elif isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    elif (
+        isinstance(value, Sequence)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         result = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{op}: `{arg}` must be an int or a pair of ints, got {value!r}")

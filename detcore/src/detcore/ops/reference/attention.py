@@ -34,7 +34,9 @@ def multi_scale_deformable_attention(
     batch, num_keys, heads, channels = value.shape
     _, num_queries, _, levels, points, _ = sampling_locations.shape
     if spatial_shapes.shape[1] != 2 or spatial_shapes.is_floating_point():
-        raise ValueError(f"{op}: `spatial_shapes` must be an integer [L, 2] (H, W) tensor, got {tuple(spatial_shapes.shape)} {spatial_shapes.dtype}")
+        raise ValueError(
+            f"{op}: `spatial_shapes` must be an integer [L, 2] (H, W) tensor, got {tuple(spatial_shapes.shape)} {spatial_shapes.dtype}"
+        )
     if tuple(sampling_locations.shape) != (batch, num_queries, heads, spatial_shapes.shape[0], points, 2):
         raise ValueError(
             f"{op}: `sampling_locations` must have shape [B={batch}, Q, heads={heads}, L={spatial_shapes.shape[0]}, P, 2], "
@@ -50,7 +52,9 @@ def multi_scale_deformable_attention(
     shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
     starts = [int(s) for s in level_start_index.tolist()]
     if sum(h * w for h, w in shapes) != num_keys:
-        raise ValueError(f"{op}: `value` has S={num_keys} rows but the spatial_shapes {shapes} cover {sum(h * w for h, w in shapes)}")
+        raise ValueError(
+            f"{op}: `value` has S={num_keys} rows but the spatial_shapes {shapes} cover {sum(h * w for h, w in shapes)}"
+        )
 
     grids = 2 * sampling_locations - 1  # grid_sample's [-1, 1] coordinates
     sampled = []

@@ -50,7 +50,9 @@ def deform_conv2d(
         raise ValueError(f"{op}: output channels {weight.shape[0]} must be divisible by the {groups} weight groups")
     taps = kh * kw
     if offset.shape[1] == 0 or offset.shape[1] % (2 * taps) != 0:
-        raise ValueError(f"{op}: `offset` channels must be 2*offset_groups*kh*kw (multiple of {2 * taps}), got {offset.shape[1]}")
+        raise ValueError(
+            f"{op}: `offset` channels must be 2*offset_groups*kh*kw (multiple of {2 * taps}), got {offset.shape[1]}"
+        )
     offset_groups = offset.shape[1] // (2 * taps)
     if c_in % offset_groups != 0:
         raise ValueError(f"{op}: input channels {c_in} must be divisible by the {offset_groups} offset groups")

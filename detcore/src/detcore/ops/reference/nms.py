@@ -24,7 +24,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     boxes, scores = check_boxes_scores("batched_nms", boxes, scores)
     idxs = check_tensor("batched_nms", "idxs", idxs, 1, "[N] int64")
     if idxs.shape[0] != boxes.shape[0]:
-        raise ValueError(f"batched_nms: `idxs` must have one entry per box: {boxes.shape[0]} boxes, {idxs.shape[0]} idxs")
+        raise ValueError(
+            f"batched_nms: `idxs` must have one entry per box: {boxes.shape[0]} boxes, {idxs.shape[0]} idxs"
+        )
     if idxs.is_floating_point() or idxs.dtype == torch.bool:
         raise TypeError(f"batched_nms: `idxs` must be an integer tensor, got dtype {idxs.dtype}")
     return torchvision.ops.batched_nms(boxes, scores, idxs, float(iou_threshold))

@@ -43,18 +43,12 @@ def _bilinear(flat: Tensor, height: int, width: int, batch: Tensor, y: Tensor, x
     hx = 1 - lx
 
     base = (batch * (height * width)).view(-1, *([1] * (y.dim() - 1)))
-
-    def corner(yy: Tensor, xx: Tensor) -> Tensor:
-        index = (base + yy * width + xx).reshape(-1)
-        return flat.index_select(0, index).view(*yy.shape, flat.shape[1])
-
-    value = (
-        (hy * hx)[..., None] * corner(y0, x0)
-        + (hy * lx)[..., None] * corner(y0, x1)
-        + (ly * hx)[..., None] * corner(y1, x0)
-        + (ly * lx)[..., None] * corner(y1, x1)
-    )
-    return value * valid[..., None].to(value.dtype)
+    # the four corners stacked first: one gather and one weighted sum over [4, samples, C]
+    index = torch.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1]) + base
+    weight = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx]) * valid.to(y.dtype)
+    corners = flat.index_select(0, index.reshape(-1)).view(4, -1, flat.shape[1])
+    value = (corners * weight.reshape(4, -1, 1)).sum(dim=0)
+    return value.view(*y.shape, flat.shape[1])
 
 
 def _pool_bins(
@@ -99,6 +93,8 @@ def _pool_bins(
         grid_h = torch.ceil(roi_h / out_h).long()
         grid_w = torch.ceil(roi_w / out_w).long()
 
+    rows = torch.arange(out_h, dtype=input.dtype, device=input.device)
+    cols = torch.arange(out_w, dtype=input.dtype, device=input.device)
     flat = input.permute(0, 2, 3, 1).reshape(-1, channels)
     grid_pairs = torch.stack([grid_h, grid_w], dim=1)
     for gh, gw in torch.unique(grid_pairs, dim=0).tolist():
@@ -107,11 +103,9 @@ def _pool_bins(
         members = torch.nonzero((grid_h == gh) & (grid_w == gw)).flatten()
         per_roi = out_h * out_w * gh * gw * channels
         chunk = max(1, _MAX_GATHERED_VALUES // per_roi)
+        frac_y = torch.arange(gh, dtype=input.dtype, device=input.device) + 0.5
+        frac_x = torch.arange(gw, dtype=input.dtype, device=input.device) + 0.5
         for part in members.split(chunk):
-            frac_y = (torch.arange(gh, dtype=input.dtype, device=input.device) + 0.5)
-            frac_x = (torch.arange(gw, dtype=input.dtype, device=input.device) + 0.5)
-            rows = torch.arange(out_h, dtype=input.dtype, device=input.device)
-            cols = torch.arange(out_w, dtype=input.dtype, device=input.device)
             bh, bw = bin_h[part, None, None], bin_w[part, None, None]
             # y: [k, oh, gh], x: [k, ow, gw]
             y = start_y[part, None, None] + rows[None, :, None] * bh + frac_y[None, None, :] * bh / gh
@@ -181,7 +175,9 @@ def deform_roi_pool(
         offset = check_tensor("deform_roi_pool", "offset", offset, 4, "[K, 2, oh, ow]")
         expected = (rois.shape[0], 2, size[0], size[1])
         if tuple(offset.shape) != expected:
-            raise ValueError(f"deform_roi_pool: `offset` must have shape [K, 2, oh, ow] = {expected}, got {tuple(offset.shape)}")
+            raise ValueError(
+                f"deform_roi_pool: `offset` must have shape [K, 2, oh, ow] = {expected}, got {tuple(offset.shape)}"
+            )
         if offset.dtype != input.dtype or offset.device != input.device:
             raise TypeError(
                 f"deform_roi_pool: `offset` must match `input` dtype/device ({input.dtype}, {input.device}), "

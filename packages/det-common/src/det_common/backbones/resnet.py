@@ -342,7 +342,7 @@ class ResNet(Backbone):
 class ResNetV1d(ResNet):
     """ResNet-D (He et al. 2019): three 3x3 stem convs and average-pool shortcuts."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, depth: int, **kwargs: Any) -> None:
         kwargs.setdefault("deep_stem", True)
         kwargs.setdefault("avg_down", True)
-        super().__init__(**kwargs)
+        super().__init__(depth, **kwargs)

@@ -12,5 +12,5 @@ class ResNeXt(ResNet):
 
     arch_settings = {depth: arch for depth, arch in ResNet.arch_settings.items() if arch[0] is Bottleneck}
 
-    def __init__(self, groups: int = 1, base_width: int = 4, **kwargs: Any) -> None:
-        super().__init__(groups=groups, base_width=base_width, **kwargs)
+    def __init__(self, depth: int, groups: int = 1, base_width: int = 4, **kwargs: Any) -> None:
+        super().__init__(depth, groups=groups, base_width=base_width, **kwargs)

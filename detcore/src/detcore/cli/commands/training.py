@@ -1,0 +1,264 @@
+"""``detcore train``, ``test``, ``infer`` and ``demo`` (manual `003` ch. 2); torch is imported inside handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# Small shapes configs shipped by the detector families, in order of preference for `detcore demo`.
+DEMO_CONFIGS = ("fcos_r18_fpn_shapes", "retinanet_r18_fpn_shapes", "faster_rcnn_r18_fpn_shapes")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train a detector from a config")
+    train.add_argument("config", help="config name (e.g. retinanet_r50_fpn_1x_coco) or path")
+    train.add_argument("--work-dir", type=Path, help="where logs and checkpoints go (default: work_dirs/<config>)")
+    train.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
+                       help="resume model, optimizer, schedule and RNG; without CKPT the latest in --work-dir")
+    train.add_argument("--load-from", metavar="CKPT", help="start from these weights only (fine-tuning)")
+    train.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
+    train.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on CUDA)")
+    train.add_argument("--launcher", choices=["none", "torchrun"], default="none",
+                       help="torchrun: distributed data parallel, started with `torchrun --nproc_per_node=N`")
+    train.set_defaults(handler=train_command)
+
+    test = subparsers.add_parser("test", help="evaluate a checkpoint on the config's test data")
+    test.add_argument("config")
+    test.add_argument("checkpoint", type=Path)
+    test.add_argument("--metrics", nargs="+", help="e.g. bbox segm proposal (COCO) or mAP (VOC)")
+    test.add_argument("--out", type=Path, help="write per-image predictions to this JSON file")
+    test.add_argument("--format-only", action="store_true", help="only export COCO results JSON (no scores)")
+    test.add_argument("--outfile-prefix", help="prefix of the exported JSON files (default: WORK_DIR/results)")
+    test.add_argument("--work-dir", type=Path)
+    test.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    test.add_argument("--launcher", choices=["none", "torchrun"], default="none")
+    test.set_defaults(handler=test_command)
+
+    infer = subparsers.add_parser("infer", help="detect objects in images and draw them")
+    infer.add_argument("config")
+    infer.add_argument("checkpoint", type=Path)
+    infer.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+    infer.add_argument("--out-dir", type=Path, required=True)
+    infer.add_argument("--score-thr", type=float, default=0.3)
+    infer.add_argument("--device", default="cpu")
+    infer.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    infer.set_defaults(handler=infer_command)
+
+    demo = subparsers.add_parser("demo", help="make a shapes dataset, train a small detector, evaluate, draw")
+    demo.add_argument("--work-dir", type=Path, default=Path("work_dirs/demo"))
+    demo.add_argument("--config", help=f"shapes config to train (default: first installed of {', '.join(DEMO_CONFIGS)})")
+    demo.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    demo.add_argument("--num-train", type=int, default=64)
+    demo.add_argument("--num-val", type=int, default=16)
+    demo.add_argument("--image-size", type=int, default=128)
+    demo.set_defaults(handler=demo_command)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _default_work_dir(config: str) -> Path:
+    return Path("work_dirs") / Path(config).stem
+
+
+def _finish(runner: Any) -> None:
+    from detcore.engine.dist import destroy_distributed
+
+    runner.close()
+    destroy_distributed()
+
+
+# -- train -----------------------------------------------------------------------------------
+def train_command(args: argparse.Namespace) -> int:
+    from detcore.config import load_config
+    from detcore.engine import Runner
+
+    cfg = load_config(args.config, args.set)
+    work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
+    if args.resume is not None:
+        cfg["resume"] = True if args.resume is True else str(args.resume)
+    if args.load_from:
+        cfg["load_from"] = args.load_from
+    if args.seed is not None:
+        cfg["seed"] = args.seed
+    if args.deterministic:
+        cfg["deterministic"] = True
+    if args.amp:
+        cfg["amp"] = {**dict(cfg.get("amp") or {}), "enable": True}
+    runner = Runner.from_config(cfg, work_dir=work_dir, launcher=args.launcher)
+    try:
+        runner.train()
+    finally:
+        _finish(runner)
+    return 0
+
+
+# -- test ------------------------------------------------------------------------------------
+def _test_config(cfg: Any, args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
+    """The config without its training parts, with the command's metric options applied."""
+    from detcore.errors import ConfigError
+
+    test_cfg = dict(cfg)
+    for key in ("train_dataloader", "val_dataloader", "optimizer", "resume", "load_from", "custom_hooks"):
+        test_cfg.pop(key, None)
+    if not test_cfg.get("test_dataloader"):
+        raise ConfigError(f"config {getattr(cfg, 'source', args.config)} has no test_dataloader")
+    evaluation = dict(test_cfg.get("evaluation") or {})
+    if args.metrics:
+        evaluation["metric"] = list(args.metrics)
+    if args.format_only:
+        evaluation["format_only"] = True
+        evaluation["outfile_prefix"] = args.outfile_prefix or str(work_dir / "results")
+    elif args.outfile_prefix:
+        evaluation["outfile_prefix"] = args.outfile_prefix
+    evaluation.pop("interval", None)
+    test_cfg["evaluation"] = evaluation
+    return test_cfg
+
+
+def test_command(args: argparse.Namespace) -> int:
+    from detcore.config import load_config
+    from detcore.engine import Runner, load_weights
+    from detcore.engine.dist import is_main_process
+    from detcore.errors import CheckpointError
+
+    cfg = load_config(args.config, args.set)
+    work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
+    runner = Runner.from_config(_test_config(cfg, args, Path(work_dir)), work_dir=work_dir, launcher=args.launcher)
+    try:
+        report = load_weights(runner.module, args.checkpoint)
+        if report.missing_keys:
+            raise CheckpointError(f"checkpoint file {args.checkpoint} does not fit the model: {report.describe()}")
+        predictions: list[dict[str, Any]] | None = [] if args.out else None
+        metrics = runner.test(predictions_out=predictions)
+        if is_main_process():
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(predictions))
+            if args.format_only:
+                prefix = runner.test_metric.outfile_prefix
+                print(f"wrote results with prefix {prefix}", file=sys.stderr)
+            print(json.dumps(metrics))
+    finally:
+        _finish(runner)
+    return 0
+
+
+# -- infer -----------------------------------------------------------------------------------
+def _expand_inputs(inputs: list[Path]) -> list[Path]:
+    from detcore.errors import DataError
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise DataError(f"input {item} does not exist")
+    if not files:
+        raise DataError(f"no images found in {', '.join(str(i) for i in inputs)}")
+    return files
+
+
+def detections_record(path: Path, instances: Any, classes: Any, score_thr: float) -> dict[str, Any]:
+    """JSON-ready detections of one image above ``score_thr``."""
+    inst = instances[instances.scores >= score_thr] if len(instances) else instances
+    out = []
+    for i in range(len(inst)):
+        label = int(inst.labels[i])
+        out.append(
+            {
+                "bbox": [round(float(v), 2) for v in inst.boxes[i].tolist()],
+                "score": round(float(inst.scores[i]), 4),
+                "label": label,
+                "class": classes[label] if classes and 0 <= label < len(classes) else str(label),
+            }
+        )
+    return {"file": str(path), "detections": out}
+
+
+def infer_command(args: argparse.Namespace) -> int:
+    from detcore.apis import inference_detector, init_detector, show_result
+    from detcore.config import load_config
+
+    files = _expand_inputs(args.inputs)
+    model = init_detector(load_config(args.config, args.set), args.checkpoint, device=args.device)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for path in files:
+        instances = inference_detector(model, path)
+        show_result(path, instances, model.classes, out_file=args.out_dir / f"{path.stem}.png", score_thr=args.score_thr)
+        records.append(detections_record(path, instances, model.classes, args.score_thr))
+    (args.out_dir / "detections.json").write_text(json.dumps(records, indent=1))
+    print(f"drew {len(files)} image(s) and wrote {args.out_dir / 'detections.json'}")
+    return 0
+
+
+# -- demo ------------------------------------------------------------------------------------
+def pick_demo_config(preferred: tuple[str, ...] = DEMO_CONFIGS) -> str:
+    """The first shipped config of ``preferred`` that is installed."""
+    from detcore.config import shipped_configs
+    from detcore.errors import ConfigError
+
+    available = {entry.name for entry in shipped_configs()}
+    for name in preferred:
+        if name in available:
+            return name
+    raise ConfigError(
+        f"detcore demo needs one of the configs {', '.join(preferred)}; install a detector family "
+        "(e.g. pip install det-anchor-free) or pass --config"
+    )
+
+
+def _point_at_shapes(cfg: dict[str, Any], data_dir: Path) -> None:
+    """Make every dataloader read the generated shapes dataset."""
+    splits = {"train_dataloader": "train", "val_dataloader": "val", "test_dataloader": "val"}
+    for key, split in splits.items():
+        loader = cfg.get(key)
+        if not isinstance(loader, dict) or not isinstance(loader.get("dataset"), dict):
+            continue
+        dataset = loader["dataset"]
+        dataset["data_root"] = str(data_dir)
+        dataset["ann_file"] = f"annotations/instances_{split}.json"
+        dataset["img_prefix"] = f"{split}/"
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from detcore.apis import inference_detector, show_result
+    from detcore.apis.inference import test_pipeline_config
+    from detcore.apis.log_analysis import plot_curves
+    from detcore.config import load_config
+    from detcore.data.shapes import make_shapes
+    from detcore.engine import Runner
+
+    name = args.config or pick_demo_config()
+    work_dir: Path = args.work_dir
+    data_dir = work_dir / "shapes"
+    make_shapes(data_dir, num_train=args.num_train, num_val=args.num_val, size=args.image_size, seed=0)
+    cfg = load_config(name, args.set)
+    _point_at_shapes(cfg, data_dir)
+    runner = Runner.from_config(cfg, work_dir=work_dir)
+    try:
+        runner.train()
+        metrics = runner.test() if runner.test_dataloader is not None else dict(runner.val())
+        # visualization of the first validation image
+        val_dataset = runner.test_dataloader.dataset if runner.test_dataloader is not None else runner.val_dataloader.dataset
+        image_path = Path(val_dataset.get_data_info(0)["filename"])
+        model = runner.module.eval()
+        model.cfg, model.test_pipeline_cfg = cfg, test_pipeline_config(cfg)
+        classes = list(getattr(val_dataset, "classes", []))
+        instances = inference_detector(model, image_path)
+        vis_path = work_dir / "demo_detections.png"
+        show_result(image_path, instances, classes, out_file=vis_path, score_thr=0.3)
+        logger_hook = next(h for h in runner.hooks if type(h).__name__ == "LoggerHook")
+        curve_path = plot_curves([logger_hook.json_path], ["loss"], work_dir / "demo_loss.png", title=name)
+    finally:
+        runner.close()
+    print(json.dumps({"config": name, "work_dir": str(work_dir), "visualization": str(vis_path),
+                      "loss_curve": str(curve_path), **metrics}))
+    return 0

@@ -1,0 +1,99 @@
+"""Two-stage detectors: backbone -> neck -> RPN (dense head) proposals -> RoI head detections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from detcore.registry import build
+from detcore.structures import Batch, Instances
+
+from det_common.detectors.base import BaseDetector
+
+
+class TwoStageDetector(BaseDetector):
+    """Faster R-CNN style detector (MMDetection's TwoStageDetector).
+
+    ``train_cfg`` / ``test_cfg`` hold ``rpn`` (anchor assignment / proposal generation at test),
+    ``rpn_proposal`` (proposal generation while training) and ``rcnn`` (RoI sampling / detection
+    post-processing) sections; each is handed to the head that uses it. Without ``rpn_head``
+    the proposals come from the batch (``batch.proposals``, Fast R-CNN).
+    """
+
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        neck: dict[str, Any] | None = None,
+        rpn_head: dict[str, Any] | None = None,
+        roi_head: dict[str, Any] | None = None,
+        train_cfg: dict[str, Any] | None = None,
+        test_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        train_cfg = dict(train_cfg or {})
+        test_cfg = dict(test_cfg or {})
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+        self.backbone = build("backbones", backbone)
+        self.neck = build("necks", neck) if neck is not None else None
+        self.rpn_head = None
+        if rpn_head is not None:
+            self.rpn_head = build(
+                "dense_heads",
+                rpn_head,
+                train_cfg=train_cfg.get("rpn"),
+                test_cfg=test_cfg.get("rpn"),
+                proposal_cfg=train_cfg.get("rpn_proposal"),
+            )
+        self.roi_head = None
+        if roi_head is not None:
+            self.roi_head = build("roi_heads", roi_head, train_cfg=train_cfg.get("rcnn"), test_cfg=test_cfg.get("rcnn"))
+
+    @property
+    def with_rpn(self) -> bool:
+        return self.rpn_head is not None
+
+    def extract_feat(self, images: Tensor) -> tuple[Tensor, ...]:
+        feats = self.backbone(self._layout(images))
+        if self.neck is not None:
+            feats = self.neck(feats)
+        return tuple(feats)
+
+    def proposals_of(self, batch: Batch) -> list[Instances]:
+        """The batch's precomputed proposals (for detectors without an RPN)."""
+        if batch.proposals is None:
+            raise ValueError(
+                f"{type(self).__name__} has no rpn_head, so it needs precomputed proposals in batch.proposals "
+                "(add a proposal file to the dataset config)"
+            )
+        return batch.proposals
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        feats = self.extract_feat(batch.images)
+        losses: dict[str, Tensor] = {}
+        if self.rpn_head is not None:
+            rpn_losses, proposals = self.rpn_head.loss_and_predict(feats, batch, rescale=False)
+            losses.update(rpn_losses)
+        else:
+            proposals = self.proposals_of(batch)
+        if self.roi_head is not None:
+            losses.update(self.roi_head.loss(feats, proposals, batch))
+        return losses
+
+    def predict(self, batch: Batch, rescale: bool = True) -> list[Instances]:
+        feats = self.extract_feat(batch.images)
+        if self.rpn_head is not None and batch.proposals is None:
+            proposals = self.rpn_head.predict(feats, batch.metas, rescale=False)
+        else:
+            proposals = self.proposals_of(batch)
+        if self.roi_head is None:
+            raise ValueError(f"{type(self).__name__} has no roi_head to predict with")
+        return self.roi_head.predict(feats, proposals, batch.metas, rescale=rescale)
+
+    def forward_tensor(self, images: Tensor) -> Any:
+        """Backbone+neck features and the RPN's raw per-level outputs (the RoI stage needs post-processing)."""
+        feats = self.extract_feat(images)
+        if self.rpn_head is None:
+            return feats
+        return feats, self.rpn_head(feats)

@@ -1,0 +1,112 @@
+"""AnchorFreeHead: stacked conv towers predicting per-point classes and box distances (FCOS-style base)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from torch import Tensor, nn
+
+from det_common.layers import ConvModule, bias_init_with_prob, normal_init
+from detcore.registry import build
+
+from det_common.heads.base_dense_head import BaseDenseHead
+
+_DEFAULT_LOSS_CLS = {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
+_DEFAULT_LOSS_BBOX = {"type": "IoULoss", "loss_weight": 1.0}
+_DEFAULT_CODER = {"type": "DistancePointBBoxCoder"}
+
+
+class AnchorFreeHead(BaseDenseHead):
+    """Points instead of anchors: ``cls_convs`` / ``reg_convs`` towers, then ``conv_cls`` / ``conv_reg``.
+
+    ``conv_bias="auto"`` gives the tower convs a bias only without a norm (torchvision's FCOS
+    keeps the bias under its GroupNorm: set True). ``point_offset`` places the points at
+    ``(k + offset) * stride``: 0.5 (cell centers) in MMDetection v2, 0 in torchvision's FCOS.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        feat_channels: int = 256,
+        stacked_convs: int = 4,
+        strides: Sequence[int] = (4, 8, 16, 32, 64),
+        conv_bias: bool | str = "auto",
+        conv_cfg: Mapping[str, Any] | None = None,
+        norm_cfg: Mapping[str, Any] | None = None,
+        point_offset: float = 0.5,
+        bbox_coder: Mapping[str, Any] = _DEFAULT_CODER,
+        loss_cls: Mapping[str, Any] = _DEFAULT_LOSS_CLS,
+        loss_bbox: Mapping[str, Any] = _DEFAULT_LOSS_BBOX,
+        train_cfg: Mapping[str, Any] | None = None,
+        test_cfg: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.feat_channels = feat_channels
+        self.stacked_convs = stacked_convs
+        self.strides = list(strides)
+        self.conv_bias = conv_bias
+        self.conv_cfg = conv_cfg
+        self.norm_cfg = norm_cfg
+        self.use_sigmoid_cls = bool(loss_cls.get("use_sigmoid", False))
+        self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
+        self.prior_generator = build(
+            "prior_generators", {"type": "MlvlPointGenerator", "strides": self.strides, "offset": point_offset}
+        )
+        self.bbox_coder = build("bbox_coders", bbox_coder)
+        self.loss_cls = build("losses", loss_cls)
+        self.loss_bbox = build("losses", loss_bbox)
+        self.train_cfg = dict(train_cfg or {})
+        self.test_cfg = dict(test_cfg or {})
+        self._init_layers()
+        self.init_weights()
+
+    # -- layers -----------------------------------------------------------------------------
+    def _conv_tower(self) -> nn.ModuleList:
+        convs = nn.ModuleList()
+        for i in range(self.stacked_convs):
+            convs.append(
+                ConvModule(
+                    self.in_channels if i == 0 else self.feat_channels,
+                    self.feat_channels,
+                    3,
+                    padding=1,
+                    bias=self.conv_bias,
+                    conv_cfg=self.conv_cfg,
+                    norm_cfg=self.norm_cfg,
+                )
+            )
+        return convs
+
+    def _init_layers(self) -> None:
+        self.cls_convs = self._conv_tower()
+        self.reg_convs = self._conv_tower()
+        self.conv_cls = nn.Conv2d(self.feat_channels, self.cls_out_channels, 3, padding=1)
+        self.conv_reg = nn.Conv2d(self.feat_channels, self.box_dim, 3, padding=1)
+
+    def init_weights(self) -> None:
+        """Normal(0, 0.01) convs with zero bias; ``conv_cls`` bias for a 0.01 foreground prior."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                normal_init(module, std=0.01)
+        normal_init(self.conv_cls, std=0.01, bias=bias_init_with_prob(0.01))
+
+    def forward_single(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(cls_score, bbox_pred, cls_feat, reg_feat) of one level; subclasses post-process bbox_pred."""
+        cls_feat = x
+        for conv in self.cls_convs:
+            cls_feat = conv(cls_feat)
+        reg_feat = x
+        for conv in self.reg_convs:
+            reg_feat = conv(reg_feat)
+        return self.conv_cls(cls_feat), self.conv_reg(reg_feat), cls_feat, reg_feat
+
+    def forward(self, feats: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        cls_scores, bbox_preds = [], []
+        for x in feats:
+            cls_score, bbox_pred, _, _ = self.forward_single(x)
+            cls_scores.append(cls_score)
+            bbox_preds.append(bbox_pred)
+        return cls_scores, bbox_preds

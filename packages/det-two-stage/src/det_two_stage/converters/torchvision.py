@@ -1,0 +1,51 @@
+"""torchvision Faster R-CNN state dicts -> detcore's (MMDetection v2) parameter names.
+
+torchvision's box predictor has 91 COCO-category outputs with background first; detcore's
+``fc_cls`` puts background last and ``fc_reg`` has no background deltas, so those rows move.
+Box-delta weights need no rescaling: torchvision's (10, 10, 5, 5) weights equal target stds
+(0.1, 0.1, 0.2, 0.2), and the RPN's (1, 1, 1, 1) equal stds of 1.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from det_common.detectors.torchvision_keys import RESNET_FPN_RULES, Rule, rename_state_dict
+
+# torchvision >= 0.13 names the RPN conv "conv.0.0" (Conv2dNormActivation); older releases "conv".
+RPN_RULES: list[Rule] = [
+    (r"rpn\.head\.conv\.(?:0\.0\.)?(weight|bias)", r"rpn_head.rpn_conv.\1"),
+    (r"rpn\.head\.cls_logits\.(weight|bias)", r"rpn_head.rpn_cls.\1"),
+    (r"rpn\.head\.bbox_pred\.(weight|bias)", r"rpn_head.rpn_reg.\1"),
+]
+BOX_HEAD_RULES: list[Rule] = [
+    (r"roi_heads\.box_head\.fc6\.(weight|bias)", r"roi_head.bbox_head.shared_fcs.0.\1"),
+    (r"roi_heads\.box_head\.fc7\.(weight|bias)", r"roi_head.bbox_head.shared_fcs.1.\1"),
+    (r"roi_heads\.box_predictor\.cls_score\.(weight|bias)", r"roi_head.bbox_head.fc_cls.\1"),
+    (r"roi_heads\.box_predictor\.bbox_pred\.(weight|bias)", r"roi_head.bbox_head.fc_reg.\1"),
+]
+
+
+def background_last(tensor: Tensor) -> Tensor:
+    """Classifier rows [bg, c1..cK] -> [c1..cK, bg]."""
+    return torch.cat([tensor[1:], tensor[:1]], dim=0)
+
+
+def drop_background_deltas(tensor: Tensor) -> Tensor:
+    """Class-specific regressor rows [bg(4), c1(4)..cK(4)] -> [c1(4)..cK(4)]."""
+    return tensor[4:]
+
+
+def convert_fasterrcnn_resnet50_fpn(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """Convert ``torchvision.models.detection.fasterrcnn_resnet50_fpn`` weights; returns
+    (converted state dict, torchvision keys that have no place in detcore's model)."""
+    converted, unplaced = rename_state_dict(state_dict, RESNET_FPN_RULES + RPN_RULES + BOX_HEAD_RULES)
+    for suffix in ("weight", "bias"):
+        cls_key = f"roi_head.bbox_head.fc_cls.{suffix}"
+        reg_key = f"roi_head.bbox_head.fc_reg.{suffix}"
+        if cls_key in converted:
+            converted[cls_key] = background_last(converted[cls_key])
+        if reg_key in converted:
+            converted[reg_key] = drop_background_deltas(converted[reg_key])
+    return converted, unplaced

@@ -1,0 +1,78 @@
+"""Whole detectors of this family: the RPN alone, Fast R-CNN (given proposals) and Faster R-CNN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from detcore.registry import build
+from detcore.structures import Batch, Instances
+
+from det_common.detectors.base import BaseDetector
+from det_common.detectors.two_stage import TwoStageDetector
+
+
+class RPN(BaseDetector):
+    """Region Proposal Network as a detector: predicts class-agnostic proposals (evaluated by recall)."""
+
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        rpn_head: dict[str, Any],
+        neck: dict[str, Any] | None = None,
+        train_cfg: dict[str, Any] | None = None,
+        test_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        train_cfg = dict(train_cfg or {})
+        test_cfg = dict(test_cfg or {})
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+        self.backbone = build("backbones", backbone)
+        self.neck = build("necks", neck) if neck is not None else None
+        self.rpn_head = build("dense_heads", rpn_head, train_cfg=train_cfg.get("rpn"), test_cfg=test_cfg.get("rpn"))
+
+    def extract_feat(self, images: Tensor) -> tuple[Tensor, ...]:
+        feats = self.backbone(self._layout(images))
+        if self.neck is not None:
+            feats = self.neck(feats)
+        return tuple(feats)
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        return self.rpn_head.loss(self.extract_feat(batch.images), batch)
+
+    def predict(self, batch: Batch, rescale: bool = True) -> list[Instances]:
+        return self.rpn_head.predict(self.extract_feat(batch.images), batch.metas, rescale=rescale)
+
+    def forward_tensor(self, images: Tensor) -> Any:
+        return self.rpn_head(self.extract_feat(images))
+
+
+class FasterRCNN(TwoStageDetector):
+    """Faster R-CNN (Ren et al. 2015): an RPN proposes, an RoI head classifies and refines."""
+
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        rpn_head: dict[str, Any],
+        roi_head: dict[str, Any],
+        neck: dict[str, Any] | None = None,
+        train_cfg: dict[str, Any] | None = None,
+        test_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(backbone, neck, rpn_head, roi_head, train_cfg, test_cfg)
+
+
+class FastRCNN(TwoStageDetector):
+    """Fast R-CNN (Girshick 2015): an RoI head over precomputed proposals (``batch.proposals``)."""
+
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        roi_head: dict[str, Any],
+        neck: dict[str, Any] | None = None,
+        train_cfg: dict[str, Any] | None = None,
+        test_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(backbone, neck, None, roi_head, train_cfg, test_cfg)
