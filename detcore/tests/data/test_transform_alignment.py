@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -23,9 +25,13 @@ from detcore.data.transforms.photometric import Normalize, PhotoMetricDistortion
 LOAD = [LoadImageFromFile(), LoadAnnotations(with_mask=True)]
 
 
+@functools.lru_cache(maxsize=4)
+def _dataset(shapes_dir) -> CocoDataset:
+    return CocoDataset("annotations/instances_train.json", data_root=shapes_dir, img_prefix="train/", pipeline=LOAD)
+
+
 def loaded(shapes_dir, index: int) -> dict:
-    ds = CocoDataset("annotations/instances_train.json", data_root=shapes_dir, img_prefix="train/", pipeline=LOAD)
-    return ds[index]
+    return _dataset(shapes_dir)[index]
 
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:

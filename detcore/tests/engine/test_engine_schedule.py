@@ -125,8 +125,7 @@ def test_optimizer_built_with_groups_and_linear_scaling():
         auto_scale_lr={"enable": True, "base_batch_size": 16},
     )
     assert isinstance(opt, torch.optim.SGD)
-    lrs = {g["lr"] for g in opt.param_groups}
-    assert lrs == {pytest.approx(0.005)}
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.005])
     decays = sorted(g["weight_decay"] for g in opt.param_groups)
     assert decays == [0.0, pytest.approx(1e-4)]
     assert scale_lr(0.02, 64, 16) == pytest.approx(0.08)

@@ -18,6 +18,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from detcore.interfaces import Dataset, Detector
 from detcore.structures import Batch, DetSample, ImageMeta, Instances, collate
 
+# Tiny models on shared cores: one thread avoids oversubscription.
+torch.set_num_threads(1)
+
 CLASSES = ("square", "bar", "dot")
 
 
@@ -26,7 +29,7 @@ class ToyDataset(Dataset):
 
     classes = CLASSES
 
-    def __init__(self, num_images: int = 8, size: int = 32, seed: int = 0, pipeline: Any = None) -> None:
+    def __init__(self, num_images: int = 8, size: int = 32, seed: int = 0) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.size = size
         self.images = torch.rand(num_images, 3, size, size, generator=gen)
@@ -80,21 +83,28 @@ class ToyDataset(Dataset):
 
 
 class ToyDetector(Detector):
-    """conv + GroupNorm + pooled linear heads: one box and class per image; losses are batch means."""
+    """conv + GroupNorm + dropout + pooled linear heads: one box and class per image; losses are batch means.
 
-    def __init__(self, num_classes: int = len(CLASSES), width: int = 8) -> None:
+    ``last_dtype`` records the dtype of the last head output (to observe mixed precision).
+    """
+
+    def __init__(self, num_classes: int = len(CLASSES), width: int = 8, dropout: float = 0.2) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, width, 3, padding=1)
         self.norm = nn.GroupNorm(2, width)
+        self.drop = nn.Dropout(dropout)
         self.cls = nn.Linear(width, num_classes)
         self.reg = nn.Linear(width, 4)
+        self.last_dtype: torch.dtype | None = None
 
     def extract_feat(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (F.relu(self.norm(self.conv(images))),)
 
     def _heads(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = self.extract_feat(images)[0].mean(dim=(2, 3))
-        return self.cls(pooled), self.reg(pooled) * 8.0 + 16.0
+        pooled = self.drop(self.extract_feat(images)[0].mean(dim=(2, 3)))
+        logits = self.cls(pooled)
+        self.last_dtype = logits.dtype
+        return logits, self.reg(pooled) * 8.0 + 16.0
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits, boxes = self._heads(batch.images)

@@ -9,7 +9,7 @@ from detcore.structures import Instances
 
 def test_max_iou_assigner_matches_torchvision_matcher():
     g = torch.Generator().manual_seed(0)
-    for trial in range(5):
+    for _trial in range(5):
         gts = random_boxes(6, generator=g)
         priors = random_boxes(200, generator=g)
         labels = torch.randint(0, 3, (6,), generator=g)
@@ -80,8 +80,11 @@ def test_atss_assigner_by_hand():
 
 
 def test_atss_assigner_picks_highest_iou_gt():
-    priors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [2.0, 2.0, 12.0, 12.0], [40.0, 40.0, 50.0, 50.0]])
-    gts = Instances(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 12.0, 12.0]]), labels=torch.tensor([0, 1]))
-    result = ATSSAssigner(topk=2).assign(priors, gts, num_level_priors=[3])
-    assert result.gt_inds.tolist() == [1, 2, 0]
-    torch.testing.assert_close(result.max_overlaps[:2], torch.tensor([1.0, 100 / 104]))
+    # prior 0 passes both gts' thresholds (mean + std of IoUs [1, 0, 0] and [10/11, 0, 0]); it takes gt 0
+    priors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 50.0, 50.0], [60.0, 60.0, 70.0, 70.0]])
+    gts = Instances(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 11.0]]), labels=torch.tensor([0, 1]))
+    result = ATSSAssigner(topk=3).assign(priors, gts, num_level_priors=[3])
+    assert result.gt_inds.tolist() == [1, 0, 0] and result.labels.tolist() == [0, -1, -1]
+    torch.testing.assert_close(result.max_overlaps, torch.tensor([1.0, 0.0, 0.0]))
+    swapped = Instances(boxes=gts.boxes.flip(0), labels=gts.labels.flip(0))
+    assert ATSSAssigner(topk=3).assign(priors, swapped, num_level_priors=[3]).gt_inds.tolist() == [2, 0, 0]

@@ -102,10 +102,13 @@ def test_zero_init_residual():
     assert torch.count_nonzero(ResNet(50, zero_init_residual=False).layer1[0].bn3.weight) > 0
 
 
-def test_vgg16_matches_torchvision_features_and_ssd_variant():
+def test_vgg_matches_torchvision_features_and_ssd_variant():
     torch.manual_seed(2)
-    tv = torchvision.models.vgg16().eval()
-    ours = VGG(16, out_indices=(4,)).eval()
+    tv = nn.Module()  # torchvision's VGG-11-BN feature layers, without the large classifier
+    tv.features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["A"], batch_norm=True)
+    tv.eval()
+    _randomize_bn(tv, 2)
+    ours = VGG(11, with_bn=True, out_indices=(4,)).eval()
     result = ours.load_state_dict({k: v for k, v in tv.state_dict().items() if k.startswith("features.")})
     assert not result.missing_keys
     x = torch.randn(1, 3, 64, 64)
@@ -113,5 +116,5 @@ def test_vgg16_matches_torchvision_features_and_ssd_variant():
         torch.testing.assert_close(ours(x)[0], tv.features(x), rtol=1e-5, atol=1e-5)
     ssd = VGG(16, with_last_pool=False, ceil_mode=True, ssd_fc=True, out_feature_indices=(22, 34)).eval()
     assert isinstance(ssd.features[22], nn.ReLU) and ssd.features[33].kernel_size == (1, 1)
-    outs = ssd(torch.randn(1, 3, 300, 300))
-    assert ssd.out_channels == [512, 1024] and [o.shape[-1] for o in outs] == [38, 19]
+    outs = ssd(torch.randn(1, 3, 100, 100))  # ceil_mode pooling: 100 -> 50 -> 25 -> 13, then 7
+    assert ssd.out_channels == [512, 1024] and [o.shape[-1] for o in outs] == [13, 7]

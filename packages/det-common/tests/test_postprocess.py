@@ -42,10 +42,11 @@ def test_class_agnostic_score_factors_and_empty():
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0]])
     scores = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.05, 0.6]])
     agnostic = multiclass_nms(boxes, scores, 0.1, {"type": "nms", "iou_threshold": 0.5}, class_agnostic=True)
-    assert agnostic.labels.tolist() == [0, 1] and agnostic.scores.tolist() == [0.9, 0.6]
+    assert agnostic.labels.tolist() == [0, 1]
+    torch.testing.assert_close(agnostic.scores, torch.tensor([0.9, 0.6]))
     factors = torch.tensor([0.5, 1.0, 1.0])
     res = multiclass_nms(boxes, scores, 0.1, None, score_factors=factors)
-    torch.testing.assert_close(res.scores, torch.tensor([0.8, 0.6, 0.45, 0.2]))
+    torch.testing.assert_close(res.scores, torch.tensor([0.8, 0.6, 0.45]))  # class 0: box 1 suppressed by box 0
     empty = multiclass_nms(boxes, scores, 0.95, None)
     assert len(empty) == 0 and empty.boxes.shape == (0, 4)
 

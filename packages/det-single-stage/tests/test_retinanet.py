@@ -81,9 +81,9 @@ def test_training_reduces_loss() -> None:
     model = build("detectors", small_retinanet_cfg())
     model.train()
     batch = tiny_batch()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     totals = []
-    for _ in range(12):
+    for _ in range(20):
         losses = model.loss(batch)
         assert set(losses) == {"loss_cls", "loss_bbox"}
         total = sum(losses.values())
@@ -91,19 +91,21 @@ def test_training_reduces_loss() -> None:
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        totals.append(float(total))
-    assert totals[-1] < 0.7 * totals[0]
+        totals.append(float(total.detach()))
+    assert sum(totals[-3:]) / 3 < 0.8 * sum(totals[:3]) / 3
 
 
 @torch.no_grad()
 def test_predictions_are_in_original_pixels() -> None:
     torch.manual_seed(0)
-    model = build("detectors", small_retinanet_cfg()).eval()
+    cfg = small_retinanet_cfg()
+    cfg["test_cfg"]["score_thr"] = 0.0  # untrained: every score is near the 0.01 prior
+    model = build("detectors", cfg).eval()
     batch = tiny_batch()
     raw = model.predict(batch, rescale=False)
     rescaled = model.predict(batch, rescale=True)
     for r, o in zip(raw, rescaled):
-        assert len(r) > 0 and len(r) <= 100
+        assert len(r) == 100
         assert r.image_size == (128, 160) and o.image_size == (64, 80)
         torch.testing.assert_close(o.boxes, r.boxes / 2.0)
         assert bool((r.boxes[:, 2] <= 160).all()) and bool((r.boxes[:, 3] <= 128).all())

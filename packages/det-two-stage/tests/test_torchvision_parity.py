@@ -27,11 +27,11 @@ def _randomize(tv: torch.nn.Module, images: torch.Tensor, generator: torch.Gener
     tv.backbone.body(images)
     head = tv.rpn.head
     head.conv[0][0].weight.normal_(0.0, 0.02, generator=generator)
-    head.cls_logits.weight.normal_(0.0, 0.3, generator=generator)
+    head.cls_logits.weight.normal_(0.0, 0.05, generator=generator)
     head.cls_logits.bias.normal_(0.0, 0.5, generator=generator)
     head.bbox_pred.weight.normal_(0.0, 0.02, generator=generator)
     predictor = tv.roi_heads.box_predictor
-    predictor.cls_score.weight.normal_(0.0, 0.05, generator=generator)
+    predictor.cls_score.weight.normal_(0.0, 0.15, generator=generator)
     predictor.cls_score.bias.copy_(torch.randn(91, generator=generator) * 3.0)
     predictor.cls_score.bias[0] = 1.0
     predictor.bbox_pred.weight.normal_(0.0, 0.02, generator=generator)

@@ -269,6 +269,7 @@ class Runner:
         self.load_report: LoadReport | None = None
         self.load_from = load_from
         self.resume_from = resume
+        self._initial_state_loaded = False
         # -- hooks ------------------------------------------------------------------------
         self.hooks: list[Hook] = []
         self.register_hook(LrSchedulerHook())
@@ -349,7 +350,7 @@ class Runner:
     def _build_dataloader(self, cfg: Any, train: bool) -> Any:
         if cfg is None or not isinstance(cfg, Mapping):
             return cfg
-        from detcore.data import build_dataloader
+        from detcore.data.loader import build_dataloader
 
         cfg = dict(cfg)
         if "dataset" not in cfg:
@@ -446,7 +447,7 @@ class Runner:
         """Run the training loop from the start, from ``resume`` or after ``load_from``."""
         if self.train_dataloader is None or self.optimizer is None:
             raise ConfigError("training needs train_dataloader and optimizer in the config")
-        self._load_initial_state()
+        self.load_initial_state()
         self.call_hook("before_run")
         if self._resume_rng is not None:
             set_rng_states(self._resume_rng)
@@ -571,7 +572,11 @@ class Runner:
             }
         return checkpoint
 
-    def _load_initial_state(self) -> None:
+    def load_initial_state(self) -> None:
+        """Apply ``resume`` (full training state) or else ``load_from`` (weights only); once per runner."""
+        if self._initial_state_loaded:
+            return
+        self._initial_state_loaded = True
         if self.resume_from:
             if self.resume_from is True or self.resume_from == "auto":
                 path = find_latest_checkpoint(self.work_dir)

@@ -8,7 +8,8 @@
     warmup = "linear"        # "linear" | "constant" | omitted for none
     warmup_iters = 500       # warmup always counts iterations
     warmup_ratio = 0.001     # lr starts at warmup_ratio * regular lr
-    by_epoch = true          # regular schedule advances per epoch (true) or per iteration (false)
+    by_epoch = true          # regular schedule advances per epoch (true) or per iteration (false);
+                             # omitted: per epoch with an epoch-based runner, else per iteration
 
 The lr is set before every training iteration as ``initial_lr * factor`` for each
 parameter group, so the schedule is a pure function of (epoch, iteration) and resuming
@@ -32,7 +33,7 @@ class LrScheduler:
 
     def __init__(
         self,
-        by_epoch: bool = True,
+        by_epoch: bool | None = None,
         warmup: str | None = None,
         warmup_iters: int = 0,
         warmup_ratio: float = 0.1,
@@ -63,7 +64,8 @@ class LrScheduler:
 
     def factor(self, epoch: int, iteration: int, max_epochs: int | None, max_iters: int) -> float:
         """Total multiplier at 0-based ``epoch`` / global ``iteration``."""
-        if self.by_epoch:
+        by_epoch = self.by_epoch if self.by_epoch is not None else max_epochs is not None
+        if by_epoch:
             if max_epochs is None:
                 raise ConfigError("lr_config.by_epoch = true needs an epoch-based runner (runner.max_epochs)")
             regular = self.regular_factor(epoch, max_epochs)
@@ -112,7 +114,7 @@ class StepLrScheduler(LrScheduler):
         steps: int | Sequence[int],
         gamma: float = 0.1,
         min_lr: float | None = None,
-        by_epoch: bool = True,
+        by_epoch: bool | None = None,
         warmup: str | None = None,
         warmup_iters: int = 0,
         warmup_ratio: float = 0.1,
@@ -151,7 +153,7 @@ class MultiStepLrScheduler(StepLrScheduler):
         steps: Sequence[int],
         gamma: float = 0.1,
         min_lr: float | None = None,
-        by_epoch: bool = True,
+        by_epoch: bool | None = None,
         warmup: str | None = None,
         warmup_iters: int = 0,
         warmup_ratio: float = 0.1,
@@ -167,7 +169,7 @@ class CosineLrScheduler(LrScheduler):
     def __init__(
         self,
         min_lr_ratio: float = 0.0,
-        by_epoch: bool = True,
+        by_epoch: bool | None = None,
         warmup: str | None = None,
         warmup_iters: int = 0,
         warmup_ratio: float = 0.1,

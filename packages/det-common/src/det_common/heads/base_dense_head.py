@@ -153,7 +153,10 @@ class BaseDenseHead(DenseHead):
                 factor_logits = score_factors[level].permute(1, 2, 0).reshape(-1)
             scores, factors = self._level_scores(logits, factor_logits)
             scores, labels, keep = filter_scores_and_topk(scores, cfg["score_thr"], cfg["nms_pre"])
-            all_boxes.append(self._decode(priors[level][keep], deltas[keep], img_shape))
+            if keep.numel() == 0:
+                all_boxes.append(deltas.new_zeros((0, 4)))
+            else:
+                all_boxes.append(self._decode(priors[level][keep], deltas[keep], img_shape))
             all_scores.append(scores)
             all_labels.append(labels)
             if factors is not None:

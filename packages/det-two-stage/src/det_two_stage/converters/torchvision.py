@@ -41,6 +41,9 @@ def convert_fasterrcnn_resnet50_fpn(state_dict: dict[str, Tensor]) -> tuple[dict
     """Convert ``torchvision.models.detection.fasterrcnn_resnet50_fpn`` weights; returns
     (converted state dict, torchvision keys that have no place in detcore's model)."""
     converted, unplaced = rename_state_dict(state_dict, RESNET_FPN_RULES + RPN_RULES + BOX_HEAD_RULES)
+    for key in [k for k in converted if k.endswith(".running_var")]:
+        # FrozenBatchNorm2d (torchvision's pretrained models) has no counter; detcore's BatchNorm2d does
+        converted.setdefault(key[: -len("running_var")] + "num_batches_tracked", torch.tensor(0))
     for suffix in ("weight", "bias"):
         cls_key = f"roi_head.bbox_head.fc_cls.{suffix}"
         reg_key = f"roi_head.bbox_head.fc_reg.{suffix}"

@@ -1,0 +1,138 @@
+"""FCOS converted from torchvision reproduces torchvision's head outputs and detections exactly."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops import box_iou
+
+from det_anchor_free.converters.torchvision_fcos import convert
+from detcore.config import load_config
+from detcore.registry import build
+from detcore.structures import Batch, ImageMeta
+
+MIN_SIZE, MAX_SIZE = 384, 512
+ORIGINAL_SIZES = [(300, 400), (360, 400)]  # both resize into a 384 x 512 batch (a multiple of 128)
+STRIDES = (8, 16, 32, 64, 128)
+
+
+def smooth_images(seed: int) -> list[torch.Tensor]:
+    """Images in [0, 1] with blobs at several scales, so detections differ across locations."""
+    gen = torch.Generator().manual_seed(seed)
+    images = []
+    for h, w in ORIGINAL_SIZES:
+        image = torch.zeros(3, h, w)
+        for cells in (4, 12, 40):
+            coarse = torch.rand(1, 3, cells, cells, generator=gen)
+            image += nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0]
+        images.append(image / 3)
+    return images
+
+
+@torch.no_grad()
+def randomize_torchvision(model: nn.Module, images: list[torch.Tensor]) -> None:
+    """Seeded weights that give confident, distinct detections: BN statistics calibrated on the
+    images, unit-gain head towers, classification and centerness biases spread over 0.05..0.95."""
+    gen = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.uniform_(0.5, 1.5, generator=gen)
+            module.bias.uniform_(-0.2, 0.2, generator=gen)
+            module.momentum = None  # cumulative average over the calibration pass
+            module.reset_running_stats()
+        elif isinstance(module, nn.GroupNorm):
+            module.weight.uniform_(0.5, 1.5, generator=gen)
+            module.bias.uniform_(-0.2, 0.2, generator=gen)
+    for conv in model.head.modules():
+        if isinstance(conv, nn.Conv2d):
+            fan_in = conv.in_channels * 9
+            conv.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
+            conv.bias.uniform_(-0.1, 0.1, generator=gen)
+    head = model.head
+    head.classification_head.cls_logits.weight.mul_(0.1)
+    head.classification_head.cls_logits.bias.uniform_(-3.0, 3.0, generator=gen)  # sigmoid: 0.05 .. 0.95
+    head.regression_head.bbox_ctrness.weight.mul_(0.1)
+    head.regression_head.bbox_reg.weight.mul_(0.1)
+    head.regression_head.bbox_reg.bias.uniform_(1.0, 4.0, generator=gen)  # boxes of 1-4 strides per side
+    model.train()
+    model.backbone(model.transform(images)[0].tensors)
+    model.eval()
+
+
+def build_twins() -> tuple[nn.Module, nn.Module, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    images = smooth_images(1)
+    tv = torchvision.models.detection.fcos_resnet50_fpn(
+        weights=None, weights_backbone=None, min_size=MIN_SIZE, max_size=MAX_SIZE
+    )
+    randomize_torchvision(tv, images)
+    converted, unplaced = convert(tv.state_dict())
+    assert unplaced == []
+    cfg = load_config("fcos_resnet50_fpn_torchvision")
+    ours = build("detectors", cfg["model"])
+    result = ours.load_state_dict(converted, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    return tv, ours.eval(), images
+
+
+def batch_from_transform(tv: nn.Module, images: list[torch.Tensor]) -> Batch:
+    """torchvision's resized, normalised, padded batch with the metadata our model needs."""
+    image_list, _ = tv.transform(images)
+    metas = []
+    for image, (h, w) in zip(images, image_list.image_sizes):
+        oh, ow = image.shape[-2:]
+        metas.append(ImageMeta(ori_shape=(oh, ow), img_shape=(h, w), pad_shape=tuple(image_list.tensors.shape[-2:]),
+                               scale_factor=(w / ow, h / oh)))
+    return Batch(images=image_list.tensors, metas=metas)
+
+
+def match_detections(ref: dict, ours) -> float:
+    """Fraction of reference detections matched one to one by ours: same label, |score diff| <= 1e-3 and
+    IoU >= 0.99 (or, for boxes clipped to zero area at the border, corners within 0.01 pixel)."""
+    if len(ref["boxes"]) == 0:
+        return 1.0
+    iou = box_iou(ref["boxes"], ours.boxes).nan_to_num(0.0)
+    corners_close = (ref["boxes"][:, None] - ours.boxes[None]).abs().amax(dim=-1) <= 0.01
+    same = (ref["labels"][:, None] == ours.labels[None]) & ((ref["scores"][:, None] - ours.scores[None]).abs() <= 1e-3)
+    ok = ((iou >= 0.99) | corners_close) & same
+    used = torch.zeros(len(ours), dtype=torch.bool)
+    matched = 0
+    for i in range(len(ref["boxes"])):
+        candidates = (ok[i] & ~used).nonzero().flatten()
+        if len(candidates):
+            used[candidates[iou[i, candidates].argmax()]] = True
+            matched += 1
+    return matched / len(ref["boxes"])
+
+
+@torch.no_grad()
+def test_fcos_matches_torchvision() -> None:
+    tv, ours, images = build_twins()
+    batch = batch_from_transform(tv, images)
+
+    captured = {}
+    tv.head.register_forward_hook(lambda module, args, out: captured.update(out))
+    tv_dets = tv(images)
+    cls_scores, bbox_preds, centernesses = ours.forward_tensor(batch.images)
+
+    start = 0
+    for level, (cls_score, bbox_pred, centerness) in enumerate(zip(cls_scores, bbox_preds, centernesses)):
+        n, _, h, w = cls_score.shape
+        count = h * w
+        ours_cls = cls_score.permute(0, 2, 3, 1).reshape(n, -1, 91)
+        ours_reg = bbox_pred.permute(0, 2, 3, 1).reshape(n, -1, 4) / STRIDES[level]  # ours are in pixels
+        ours_ctr = centerness.permute(0, 2, 3, 1).reshape(n, -1, 1)
+        window = slice(start, start + count)
+        torch.testing.assert_close(ours_cls, captured["cls_logits"][:, window], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ours_reg, captured["bbox_regression"][:, window], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ours_ctr, captured["bbox_ctrness"][:, window], atol=1e-4, rtol=1e-4)
+        start += count
+    assert start == captured["cls_logits"].shape[1]
+
+    our_dets = ours.predict(batch)
+    for ref, mine in zip(tv_dets, our_dets):
+        assert len(ref["boxes"]) >= 50  # confident and distinct, so the comparison means something
+        assert len(ref["scores"].unique()) > 0.9 * len(ref["scores"])
+        assert match_detections(ref, mine) >= 0.99
+        assert abs(len(mine) - len(ref["boxes"])) <= 0.01 * len(ref["boxes"]) + 1
