@@ -22,6 +22,9 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -105,3 +105,16 @@ def test_logger_writes_text_and_json_records(tmp_path):
     assert [r["epoch"] for r in val] == [1, 2] and "bbox_mAP" in val[0]
     text = next(p for p in tmp_path.glob("*.log") if p.suffix == ".log").read_text()
     assert "Epoch [2][2/2]" in text and "loss_cls" in text and "bbox_mAP" in text
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, capsys):
+    runner = toy_runner(tmp_path / "plain", runner={"type": "IterBasedRunner", "max_iters": 2}, log={"interval": 1})
+    runner.train()
+    runner.close()
+    assert "ETA" not in capsys.readouterr().err  # stderr is not a terminal under pytest
+    runner = toy_runner(tmp_path / "bar", runner={"type": "IterBasedRunner", "max_iters": 2},
+                        log={"interval": 1, "progress_bar": True})
+    runner.train()
+    runner.close()
+    err = capsys.readouterr().err
+    assert "] 1/2 ETA" in err and "] 2/2 ETA 0:00:00" in err

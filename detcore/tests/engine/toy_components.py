@@ -18,9 +18,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 from detcore.interfaces import Dataset, Detector
 from detcore.structures import Batch, DetSample, ImageMeta, Instances, collate
 
-# Tiny models on shared cores: one thread avoids oversubscription.
-torch.set_num_threads(1)
-
 CLASSES = ("square", "bar", "dot")
 
 

@@ -14,7 +14,12 @@ from detcore.ops import backends
 
 @pytest.fixture(autouse=True)
 def fresh_backends(monkeypatch):
+    """Only the fake backends a test installs take part (not e.g. an installed det-ops-cuda)."""
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
+    real = {(ep.name, ep.value) for ep in backends.read_entry_points()}
+    read = backends.read_entry_points
+    monkeypatch.setattr(backends, "read_entry_points",
+                        lambda: tuple(ep for ep in read() if (ep.name, ep.value) not in real))
     ops.reload_backends()
     yield
     ops.reload_backends()

@@ -79,7 +79,11 @@ def test_rpn_outputs_and_proposals_match(twins):
     for tv_boxes, mine in zip(tv_proposals, our_proposals):
         assert len(tv_boxes) == 1000
         assert mine.boxes.shape == tv_boxes.shape
-        torch.testing.assert_close(mine.boxes, tv_boxes, rtol=0, atol=1e-3)
+        # the same set of boxes; proposals with equal scores may come in either order
+        same = (mine.boxes[None, :, :] - tv_boxes[:, None, :]).abs().amax(dim=2) <= 1e-3
+        assert bool(same.any(dim=1).all()) and bool(same.any(dim=0).all())
+        in_order = (mine.boxes - tv_boxes).abs().amax(dim=1) <= 1e-3
+        assert float(in_order.float().mean()) >= 0.99
 
 
 @torch.no_grad()

@@ -190,7 +190,7 @@ def show_result(
     from PIL import Image
     from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-    pixels = torch.from_numpy(_load_rgb(image)).permute(2, 0, 1).contiguous()
+    pixels = torch.from_numpy(np.array(_load_rgb(image), copy=True)).permute(2, 0, 1).contiguous()
     inst = instances.to("cpu")
     if len(inst) and inst.has("scores"):
         inst = inst[inst.scores >= score_thr]
@@ -206,12 +206,24 @@ def show_result(
         for label, score in zip(labels, scores):
             name = classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
             names.append(name if score is None else f"{name} {score:.2f}")
-        pixels = draw_bounding_boxes(pixels, inst.boxes.float(), labels=names, colors=colors, width=2)
+        pixels = draw_bounding_boxes(pixels, _drawable_boxes(inst.boxes, pixels.shape[-2:]), labels=names,
+                                     colors=colors, width=2)
     drawn = pixels.permute(1, 2, 0).numpy()
     if out_file is not None:
         Path(out_file).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(drawn).save(out_file)
     return drawn
+
+
+def _drawable_boxes(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Boxes with ordered corners clipped to the image (an untrained model may predict x2 < x1)."""
+    boxes = boxes.float()
+    x1, x2 = torch.minimum(boxes[:, 0], boxes[:, 2]), torch.maximum(boxes[:, 0], boxes[:, 2])
+    y1, y2 = torch.minimum(boxes[:, 1], boxes[:, 3]), torch.maximum(boxes[:, 1], boxes[:, 3])
+    height, width = int(size[0]), int(size[1])
+    return torch.stack(
+        [x1.clamp(0, width - 1), y1.clamp(0, height - 1), x2.clamp(0, width - 1), y2.clamp(0, height - 1)], dim=1
+    )
 
 
 def _palette(n: int) -> list[tuple[int, int, int]]:

@@ -206,10 +206,12 @@ class Runner:
         self.module: nn.Module = _build("detectors", model).to(self.device)
         self.train_dataloader = self._build_dataloader(train_dataloader, train=True)
         self.val_dataloader = self._build_dataloader(val_dataloader, train=False)
-        self.test_dataloader = self._build_dataloader(test_dataloader, train=False)
         self.evaluation_cfg = dict(evaluation or {})
         self.val_metric = self._build_metric(self.val_dataloader)
-        self.test_metric = self._build_metric(self.test_dataloader)
+        # the test data is built on first use: training runs never pay for it
+        self._test_dataloader_cfg = test_dataloader
+        self._test_dataloader: Any = None
+        self._test_metric: Any = None
         # -- loop -------------------------------------------------------------------------
         loop = dict(runner or {"type": "EpochBasedRunner", "max_epochs": 12})
         loop_type = loop.pop("type", "EpochBasedRunner")
@@ -275,7 +277,7 @@ class Runner:
         self.register_hook(LrSchedulerHook())
         self.register_hook(OptimizerHook(**dict(optimizer_config or {})))
         self.register_hook(IterTimerHook())
-        self.register_hook(CheckpointHook(by_epoch=self.by_epoch, **dict(checkpoint or {})))
+        self.register_hook(CheckpointHook(**{"by_epoch": self.by_epoch, **dict(checkpoint or {})}))
         self.register_hook(LoggerHook(**dict(log or {})))
         if self.val_dataloader is not None and self.val_metric is not None:
             self.register_hook(EvalHook(interval=int(self.evaluation_cfg.get("interval", 1)), by_epoch=self.by_epoch))
@@ -397,6 +399,9 @@ class Runner:
         if isinstance(amp, bool):
             amp = {"enable": amp}
         amp = dict(amp or {})
+        unknown = set(amp) - {"enable", "dtype"}
+        if unknown:
+            raise ConfigError(f"amp (or fp16) table has unknown keys {sorted(unknown)}; use enable and dtype")
         self.amp_enabled = bool(amp.get("enable", False))
         self.amp_dtype: torch.dtype | None = None
         self.grad_scaler: torch.amp.GradScaler | None = None
@@ -439,6 +444,20 @@ class Runner:
         return next((h for h in self.hooks if isinstance(h, hook_type)), None)
 
     @property
+    def test_dataloader(self) -> Any:
+        """The test loader, built from its config table the first time it is needed."""
+        if self._test_dataloader is None and self._test_dataloader_cfg is not None:
+            self._test_dataloader = self._build_dataloader(self._test_dataloader_cfg, train=False)
+        return self._test_dataloader
+
+    @property
+    def test_metric(self) -> Any:
+        """The evaluation metric bound to the test dataset (built with the test loader)."""
+        if self._test_metric is None:
+            self._test_metric = self._build_metric(self.test_dataloader)
+        return self._test_metric
+
+    @property
     def total_iters(self) -> int:
         return self.max_iters
 
@@ -467,19 +486,21 @@ class Runner:
                 obj.set_epoch(epoch)
 
     def _data_iterator(self, data_epoch: int, skip: int = 0) -> Iterator[Any]:
-        """Iterator over one pass of the training data, fast-forwarded by ``skip`` batches on resume."""
+        """Iterator over one pass of the training data, fast-forwarded by ``skip`` batches on resume.
+
+        When resuming mid-pass, the RNG state saved at the start of the pass is used to recreate
+        the same order, then the checkpoint's RNG state is put back.
+        """
         self._set_data_epoch(data_epoch)
+        current = get_rng_states() if skip else None
         if skip and self._resume_data_rng is not None:
-            current = get_rng_states()
             set_rng_states(self._resume_data_rng)
-            self._data_epoch_rng = self._resume_data_rng
-            iterator = iter(self.train_dataloader)
-            for _ in range(skip):
-                next(iterator)
+        self._data_epoch_rng = get_rng_states()
+        iterator = iter(self.train_dataloader)
+        for _ in range(skip):
+            next(iterator)
+        if current is not None:
             set_rng_states(current)
-        else:
-            self._data_epoch_rng = get_rng_states()
-            iterator = iter(self.train_dataloader)
         self._resume_data_rng = None
         return iterator
 

@@ -57,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--num-train", type=int, default=64)
     demo.add_argument("--num-val", type=int, default=16)
     demo.add_argument("--image-size", type=int, default=128)
+    demo.add_argument("--epochs", type=int, help="train this many epochs instead of the config's runner.max_epochs")
     demo.set_defaults(handler=demo_command)
 
 
@@ -242,6 +243,9 @@ def demo_command(args: argparse.Namespace) -> int:
     make_shapes(data_dir, num_train=args.num_train, num_val=args.num_val, size=args.image_size, seed=0)
     cfg = load_config(name, args.set)
     _point_at_shapes(cfg, data_dir)
+    cfg["log"] = {**dict(cfg.get("log") or {}), "interval": 1}  # every iteration: a detailed loss curve
+    if args.epochs is not None:
+        cfg["runner"] = {"type": "EpochBasedRunner", "max_epochs": args.epochs}
     runner = Runner.from_config(cfg, work_dir=work_dir)
     try:
         runner.train()

@@ -49,7 +49,7 @@ def fuse_conv_bn(module: nn.Module) -> int:
             if (
                 is_eval_norm
                 and type(previous) is nn.Conv2d
-                and previous.out_channels == child.num_features
+                and previous.out_channels == child.weight.shape[0]
             ):
                 _fold_into_conv(previous, child)
                 setattr(parent, name, nn.Identity())

@@ -1,0 +1,66 @@
+"""A few SGD steps on a tiny synthetic batch reduce Faster R-CNN's and the RPN's losses."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from detcore.config import load_config
+from detcore.registry import build
+from ts_helpers import box_iou, synthetic_batch
+
+EXPECTED_FASTER_RCNN_LOSSES = {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "acc"}
+
+
+def _train(model: torch.nn.Module, batch, steps: int, lr: float) -> list[dict[str, float]]:
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
+    model.train()
+    history = []
+    for _ in range(steps):
+        losses = model.loss(batch)
+        total = sum(v for k, v in losses.items() if "loss" in k)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        history.append({k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())})
+    return history
+
+
+def test_faster_rcnn_loss_decreases_on_a_tiny_batch():
+    torch.manual_seed(0)
+    model = build("detectors", load_config("faster_rcnn_r18_fpn_shapes")["model"])
+    batch = synthetic_batch(torch.Generator().manual_seed(0), num_images=2, size=(128, 160), num_classes=3)
+    history = _train(model, batch, steps=12, lr=0.01)
+    assert set(history[0]) == EXPECTED_FASTER_RCNN_LOSSES | {"total"}
+    assert all(math.isfinite(h["total"]) for h in history)
+    assert history[-1]["total"] < 0.7 * history[0]["total"]
+    for name in ("loss_rpn_cls", "loss_cls"):
+        assert history[-1][name] < history[0][name], name
+
+
+def test_rpn_loss_decreases_and_proposals_cover_the_objects():
+    torch.manual_seed(0)
+    cfg = load_config("faster_rcnn_r18_fpn_shapes")["model"]
+    rpn_cfg = {
+        "type": "RPN",
+        "backbone": cfg["backbone"],
+        "neck": cfg["neck"],
+        "rpn_head": cfg["rpn_head"],
+        "train_cfg": {"rpn": cfg["train_cfg"]["rpn"]},
+        "test_cfg": {"rpn": cfg["test_cfg"]["rpn"]},
+    }
+    model = build("detectors", rpn_cfg)
+    batch = synthetic_batch(torch.Generator().manual_seed(1), num_images=2, size=(128, 160), num_classes=3)
+    history = _train(model, batch, steps=15, lr=0.02)
+    assert set(history[0]) == {"loss_rpn_cls", "loss_rpn_bbox", "total"}
+    assert history[-1]["total"] < 0.7 * history[0]["total"]
+    model.eval()
+    with torch.no_grad():
+        proposals = model.predict(batch)
+    for props, gt in zip(proposals, batch.gt):
+        assert 0 < len(props) <= 300
+        assert bool((props.labels == 0).all())
+        assert bool((props.scores[:-1] >= props.scores[1:]).all()), "proposals come best first"
+        best_iou = box_iou(gt.boxes, props.boxes).max(dim=1).values
+        assert bool((best_iou >= 0.5).all()), best_iou
