@@ -63,28 +63,57 @@ def find_cudart_dir(cuda_home: str) -> str | None:
     return None
 
 
+def toolkit_candidates() -> list[str]:
+    """CUDA toolkit roots to try, most explicit first: $CUDA_HOME/$CUDA_PATH, torch's guess, /usr/local/cuda*."""
+    found = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), cpp_extension.CUDA_HOME, "/usr/local/cuda"]
+    found += sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    unique: list[str] = []
+    for path in found:
+        if path and path not in unique:
+            unique.append(path)
+    return unique
+
+
+def find_toolkit() -> tuple[str | None, str | None, str | None]:
+    """(cuda_home, libcudart directory, problem): the first candidate with bin/nvcc and libcudart.so.
+
+    torch guesses CUDA_HOME from the `nvcc` on PATH, which is wrong when that nvcc is a wrapper script
+    (e.g. /usr/local/bin/nvcc -> /usr/local); an explicit CUDA_HOME always wins.
+    """
+    problems = []
+    for home in toolkit_candidates():
+        if not os.path.exists(os.path.join(home, "bin", "nvcc")):
+            problems.append(f"{home} has no bin/nvcc")
+            continue
+        cudart_dir = find_cudart_dir(home)
+        if cudart_dir is None:
+            problems.append(f"{home} has no libcudart.so under lib64/, lib/ or targets/*/lib/")
+            continue
+        return home, cudart_dir, None
+    detail = "; ".join(problems) if problems else "no candidate directory"
+    return None, None, f"no usable CUDA toolkit found ({detail}); set CUDA_HOME to the toolkit, e.g. /usr/local/cuda"
+
+
 def want_cuda() -> tuple[bool, str | None]:
     """Decide whether to compile CUDA kernels; returns (enabled, libcudart directory)."""
     forced = env_flag("DET_OPS_CUDA_FORCE_CUDA")
     if env_flag("DET_OPS_CUDA_NO_CUDA"):
         note("DET_OPS_CUDA_NO_CUDA=1: building CPU kernels only.")
         return False, None
-    cuda_home = cpp_extension.CUDA_HOME
     problem = None
+    cuda_home = cudart_dir = None
     if torch.version.cuda is None:
         problem = f"torch {torch.__version__} was built without CUDA"
-    elif cuda_home is None or not os.path.isdir(cuda_home):
-        problem = "no CUDA toolkit found (set CUDA_HOME to the toolkit, e.g. /usr/local/cuda)"
-    elif not os.path.exists(os.path.join(cuda_home, "bin", "nvcc")):
-        problem = f"CUDA_HOME={cuda_home} has no bin/nvcc"
-    cudart_dir = None if problem else find_cudart_dir(cuda_home)
-    if problem is None and cudart_dir is None:
-        problem = f"CUDA_HOME={cuda_home} has no libcudart.so under lib64/, lib/ or targets/*/lib/"
+    else:
+        cuda_home, cudart_dir, problem = find_toolkit()
     if problem:
         if forced:
             fail(f"DET_OPS_CUDA_FORCE_CUDA=1 but {problem}.")
         note(f"{problem}: building CPU kernels only.")
         return False, None
+    # torch.utils.cpp_extension reads its module-level CUDA_HOME when locating nvcc, headers and libraries.
+    cpp_extension.CUDA_HOME = cuda_home
+    os.environ["CUDA_HOME"] = cuda_home
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
         note(f"no GPU visible and TORCH_CUDA_ARCH_LIST unset: compiling for {DEFAULT_ARCH_LIST}.")

@@ -64,7 +64,7 @@ at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const at:
   TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "boxes must be [N, 4]");
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
-  at::cuda::CUDAGuard guard(boxes.device());
+  c10::cuda::CUDAGuard guard(boxes.device());
   at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, 0, /*descending=*/true));
   at::Tensor sorted = boxes.index_select(0, order).contiguous();
   at::Tensor classes = idxs ? idxs->to(at::kLong).index_select(0, order).contiguous() : at::Tensor();
@@ -177,7 +177,7 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(const at::Tensor& boxes_in, con
                                                  double iou_threshold, double sigma, double min_score,
                                                  int64_t method) {
   TORCH_CHECK(boxes_in.dim() == 2 && boxes_in.size(1) == 4, "boxes must be [N, 4]");
-  at::cuda::CUDAGuard guard(boxes_in.device());
+  c10::cuda::CUDAGuard guard(boxes_in.device());
   at::Tensor boxes = boxes_in.contiguous();
   at::Tensor s = scores_in.to(boxes.scalar_type()).contiguous().clone();
   const int64_t n = boxes.size(0);

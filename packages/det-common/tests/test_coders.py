@@ -56,3 +56,11 @@ def test_distance_point_coder():
     torch.testing.assert_close(coder.decode(points, dist), boxes)
     torch.testing.assert_close(coder.decode(points, dist, max_shape=(25, 40)), torch.tensor([[0.0, 2.0, 20.0, 25.0], [25.0, 0.0, 40.0, 9.0]]))
     torch.testing.assert_close(coder.encode(points, boxes, max_dis=10).max(), torch.tensor(9.9))
+
+
+def test_delta_decode_empty_inputs():
+    from det_common.coders import DeltaXYWHBBoxCoder
+
+    coder = DeltaXYWHBBoxCoder()
+    assert coder.decode(torch.zeros(0, 4), torch.zeros(0, 4)).shape == (0, 4)
+    assert coder.decode(torch.zeros(0, 4), torch.zeros(0, 12)).shape == (0, 12)

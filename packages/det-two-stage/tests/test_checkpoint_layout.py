@@ -123,3 +123,34 @@ def test_torchvision_conversion_accepts_old_names_and_reports_unplaced_keys():
     assert converted.keys() == {"rpn_head.rpn_conv.weight", "neck.lateral_convs.2.conv.weight"}
     assert converted["rpn_head.rpn_conv.weight"] is weight
     assert unplaced == ["roi_heads.mask_head.mask_fcn1.weight"]
+
+
+def test_mask_rcnn_state_dict_is_mmdetection_v2_layout():
+    model = build_model("mask_rcnn_r50_fpn")
+    mask_keys = {f"roi_head.mask_head.convs.{i}.conv.{p}": (256, 256, 3, 3) if p == "weight" else (256,)
+                 for i in range(4) for p in ("weight", "bias")}
+    mask_keys |= {
+        "roi_head.mask_head.upsample.weight": (256, 256, 2, 2),
+        "roi_head.mask_head.upsample.bias": (256,),
+        "roi_head.mask_head.conv_logits.weight": (80, 256, 1, 1),
+        "roi_head.mask_head.conv_logits.bias": (80,),
+    }
+    assert _shapes(model.state_dict()) == {**mmdet_resnet50_fpn_keys(), **RPN_HEAD_KEYS, **BBOX_HEAD_KEYS, **mask_keys}
+
+
+def test_detcore_convert_command_writes_a_loadable_checkpoint(tmp_path):
+    from detcore.checkpoint import load_checkpoint_file
+    from detcore.cli.main import main as detcore_main
+
+    torch.manual_seed(0)
+    tv = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    code = detcore_main(
+        ["convert", "--from", "torchvision", "--arch", "fasterrcnn_resnet50_fpn", str(tmp_path / "tv.pth"),
+         str(tmp_path / "ours.pth")]
+    )
+    assert code == 0
+    model = build_model("faster_rcnn_r50_fpn_torchvision", inference_only=True)
+    result = model.load_state_dict(load_checkpoint_file(tmp_path / "ours.pth")["state_dict"], strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    torch.testing.assert_close(model.rpn_head.rpn_cls.weight, tv.rpn.head.cls_logits.weight)

@@ -64,3 +64,30 @@ def test_rpn_loss_decreases_and_proposals_cover_the_objects():
         assert bool((props.scores[:-1] >= props.scores[1:]).all()), "proposals come best first"
         best_iou = box_iou(gt.boxes, props.boxes).max(dim=1).values
         assert bool((best_iou >= 0.5).all()), best_iou
+
+
+def test_mask_rcnn_losses_decrease_and_it_predicts_masks():
+    torch.manual_seed(0)
+    cfg = load_config("faster_rcnn_r18_fpn_shapes")["model"]
+    cfg["type"] = "MaskRCNN"
+    cfg["roi_head"]["mask_roi_extractor"] = {
+        "type": "SingleRoIExtractor",
+        "roi_layer": {"type": "RoIAlign", "output_size": 14, "sampling_ratio": 0, "aligned": True},
+        "out_channels": 64,
+        "featmap_strides": [4, 8, 16, 32],
+    }
+    cfg["roi_head"]["mask_head"] = {"type": "FCNMaskHead", "num_convs": 2, "in_channels": 64, "conv_out_channels": 64,
+                                    "num_classes": 3}
+    cfg["train_cfg"]["rcnn"]["mask_size"] = 28
+    model = build("detectors", cfg)
+    batch = synthetic_batch(torch.Generator().manual_seed(2), num_images=2, size=(128, 160), with_masks=True)
+    history = _train(model, batch, steps=12, lr=0.01)
+    assert set(history[0]) == EXPECTED_FASTER_RCNN_LOSSES | {"loss_mask", "total"}
+    assert all(math.isfinite(h["total"]) for h in history)
+    assert history[-1]["loss_mask"] < 0.8 * history[0]["loss_mask"]
+    assert history[-1]["total"] < history[0]["total"]
+    model.eval()
+    with torch.no_grad():
+        results = model.predict(batch)
+    for dets in results:
+        assert dets.masks.shape == (len(dets), 128, 160) and dets.masks.dtype == torch.bool

@@ -56,8 +56,8 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 def synthetic_batch(generator: torch.Generator, num_images: int = 2, size: tuple[int, int] = (128, 160),
-                    num_classes: int = 3) -> Batch:
-    """Bright rectangles (class = colour channel) on a dark background, with their boxes as ground truth."""
+                    num_classes: int = 3, with_masks: bool = False) -> Batch:
+    """Bright rectangles (class = colour channel) on a dark background, with their boxes (and masks) as ground truth."""
     height, width = size
     images = torch.randn(num_images, 3, height, width, generator=generator) * 0.05
     gts = []
@@ -72,6 +72,12 @@ def synthetic_batch(generator: torch.Generator, num_images: int = 2, size: tuple
             images[i, label % 3, y : y + h, x : x + w] += 2.0
             boxes.append([x, y, x + w, y + h])
             labels.append(label)
-        gts.append(Instances((height, width), boxes=torch.tensor(boxes, dtype=torch.float32),
-                             labels=torch.tensor(labels, dtype=torch.long)))
+        gt = Instances((height, width), boxes=torch.tensor(boxes, dtype=torch.float32),
+                       labels=torch.tensor(labels, dtype=torch.long))
+        if with_masks:
+            masks = torch.zeros(len(boxes), height, width, dtype=torch.bool)
+            for k, (x1, y1, x2, y2) in enumerate(boxes):
+                masks[k, y1:y2, x1:x2] = True
+            gt.masks = masks
+        gts.append(gt)
     return Batch(images=images, metas=metas_for(images), gt=gts)

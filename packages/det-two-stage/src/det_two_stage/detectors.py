@@ -1,4 +1,4 @@
-"""Whole detectors of this family: the RPN alone, Fast R-CNN (given proposals) and Faster R-CNN."""
+"""Whole detectors of this family: the RPN alone, Fast R-CNN (given proposals), Faster and Mask R-CNN."""
 
 from __future__ import annotations
 
@@ -76,3 +76,18 @@ class FastRCNN(TwoStageDetector):
         test_cfg: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(backbone, neck, None, roi_head, train_cfg, test_cfg)
+
+
+class MaskRCNN(TwoStageDetector):
+    """Mask R-CNN (He et al. 2017): Faster R-CNN whose RoI head also predicts a mask per detection."""
+
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        rpn_head: dict[str, Any],
+        roi_head: dict[str, Any],
+        neck: dict[str, Any] | None = None,
+        train_cfg: dict[str, Any] | None = None,
+        test_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(backbone, neck, rpn_head, roi_head, train_cfg, test_cfg)

@@ -79,7 +79,8 @@ class DeltaXYWHBBoxCoder(BoxCoder):
                 "their leading dimensions"
             )
         lead = deltas.shape[:-1]
-        d = deltas.reshape(*lead, -1, 4)
+        num_boxes = deltas.shape[-1] // 4  # not -1: reshape cannot infer it for empty inputs
+        d = deltas.reshape(*lead, num_boxes, 4)
         d = d * d.new_tensor(self.stds) + d.new_tensor(self.means)
         p = priors.to(d.dtype)[..., None, :]
         pxy = (p[..., :2] + p[..., 2:]) * 0.5
@@ -98,7 +99,7 @@ class DeltaXYWHBBoxCoder(BoxCoder):
         boxes = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], dim=-1)
         if self.clip_border and max_shape is not None:
             boxes = clip_boxes(boxes, max_shape)
-        return boxes.reshape(*lead, -1)
+        return boxes.reshape(*lead, num_boxes * 4)
 
 
 def clip_boxes(boxes: Tensor, max_shape: tuple[int, int]) -> Tensor:

@@ -2,11 +2,12 @@
 
 from det_common.heads.roi.bbox_head import BBoxHead
 from det_common.heads.roi.convfc_bbox_head import ConvFCBBoxHead, Shared2FCBBoxHead, Shared4Conv1FCBBoxHead
+from det_common.heads.roi.fcn_mask_head import FCNMaskHead
 from det_common.heads.roi.roi_extractor import SingleRoIExtractor
 from det_common.heads.roi.roi_layers import RoIAlign, RoIPool
 from det_common.heads.roi.standard_roi_head import StandardRoIHead
 
 __all__ = [
-    "BBoxHead", "ConvFCBBoxHead", "RoIAlign", "RoIPool", "Shared2FCBBoxHead", "Shared4Conv1FCBBoxHead",
+    "BBoxHead", "ConvFCBBoxHead", "FCNMaskHead", "RoIAlign", "RoIPool", "Shared2FCBBoxHead", "Shared4Conv1FCBBoxHead",
     "SingleRoIExtractor", "StandardRoIHead",
 ]

@@ -13,7 +13,7 @@ from detcore.interfaces import SamplingResult
 from detcore.registry import build
 from detcore.structures import ImageMeta, Instances
 
-from det_common.bbox import scale_boxes
+from det_common.heads.base_dense_head import map_boxes_back
 from det_common.postprocess import multiclass_nms
 
 DEFAULT_CODER = {
@@ -169,6 +169,8 @@ class BBoxHead(BBoxHeadInterface):
     ) -> Instances:
         """Detections of one image: softmax scores, decoded boxes, score threshold and class-wise NMS.
 
+        With ``rescale`` the boxes are mapped back to original-image pixels (flip undone, scale divided out).
+
         ``test_cfg``: ``score_thr``, ``nms``, ``max_per_img``, and ``min_bbox_size`` (drop boxes
         narrower or shorter than it, as torchvision does with 0.01).
         """
@@ -179,7 +181,7 @@ class BBoxHead(BBoxHeadInterface):
             small = ((boxes[..., 2] - boxes[..., 0]) < min_size) | ((boxes[..., 3] - boxes[..., 1]) < min_size)
             scores = scores.masked_fill(small.expand_as(scores), 0.0)
         if rescale:
-            boxes = scale_boxes(boxes, [1.0 / meta.scale_factor[0], 1.0 / meta.scale_factor[1]])
+            boxes = map_boxes_back(boxes.reshape(-1, 4), meta).view(boxes.shape)
         if boxes.shape[1] == 1:
             boxes = boxes[:, 0]
         return multiclass_nms(

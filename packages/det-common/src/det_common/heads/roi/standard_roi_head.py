@@ -11,7 +11,7 @@ from detcore.interfaces import RoIHead, SamplingResult
 from detcore.registry import build
 from detcore.structures import Batch, ImageMeta, Instances
 
-from det_common.bbox import bbox2roi
+from det_common.bbox import bbox2roi, bbox_flip, scale_boxes
 
 DEFAULT_TEST_CFG = {"score_thr": 0.05, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100}
 
@@ -135,23 +135,31 @@ class StandardRoIHead(RoIHead):
         self, feats: Sequence[Tensor], detections: list[Instances], metas: Sequence[ImageMeta], rescale: bool
     ) -> list[Instances]:
         """Add a ``masks`` field (N, H, W) bool to each image's detections."""
-        boxes = []
-        for dets, meta in zip(detections, metas):
-            img_boxes = dets.boxes
-            if rescale:
-                factor = img_boxes.new_tensor([meta.scale_factor[0], meta.scale_factor[1]] * 2)
-                img_boxes = img_boxes * factor
-            boxes.append(img_boxes)
+        boxes = [input_boxes(dets.boxes, meta) if rescale else dets.boxes for dets, meta in zip(detections, metas)]
         rois = bbox2roi(boxes).to(feats[0])
-        mask_pred = self.mask_forward(feats, rois) if rois.shape[0] > 0 else None
-        counts = [len(d) for d in detections]
+        if rois.shape[0] > 0:
+            per_image = self.mask_forward(feats, rois).split([len(d) for d in detections])
+        else:
+            per_image = [None] * len(detections)
         results = []
-        for i, (dets, meta) in enumerate(zip(detections, metas)):
-            start = sum(counts[:i])
-            img_pred = mask_pred[start : start + counts[i]] if mask_pred is not None else None
+        for dets, mask_pred, meta in zip(detections, per_image, metas):
             out_shape = meta.ori_shape if rescale else meta.img_shape
+            if rescale and meta.flip and mask_pred is not None:
+                mask_pred = unflip_masks(mask_pred, meta.flip_direction or "horizontal")
             dets.masks = self.mask_head.predict_by_feat(
-                img_pred, dets.boxes, dets.labels, out_shape, self.test_cfg.get("mask_thr_binary", 0.5)
+                mask_pred, dets.boxes, dets.labels, out_shape, self.test_cfg.get("mask_thr_binary", 0.5)
             )
             results.append(dets)
         return results
+
+
+def input_boxes(boxes: Tensor, meta: ImageMeta) -> Tensor:
+    """Original-image boxes -> network-input pixels (scale, then flip as the pipeline did)."""
+    boxes = scale_boxes(boxes, meta.scale_factor)
+    return bbox_flip(boxes, meta.img_shape, meta.flip_direction or "horizontal") if meta.flip else boxes
+
+
+def unflip_masks(masks: Tensor, direction: str) -> Tensor:
+    """Undo a flip of per-RoI mask maps (..., M, M) predicted on a flipped image."""
+    dims = {"horizontal": (-1,), "vertical": (-2,), "diagonal": (-2, -1)}[direction]
+    return masks.flip(dims)

@@ -1,0 +1,80 @@
+"""Dense-head base classes: candidate selection, mapping back, anchor targets and losses."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from det_common.heads.base_dense_head import filter_scores_and_topk, map_boxes_back
+from detcore.registry import build
+from detcore.structures import Batch, ImageMeta, Instances
+
+
+def test_filter_scores_and_topk_keeps_best_pairs_above_threshold() -> None:
+    scores = torch.tensor([[0.1, 0.9], [0.6, 0.02], [0.3, 0.5]])
+    kept, labels, priors = filter_scores_and_topk(scores, 0.2, 3)
+    torch.testing.assert_close(kept, torch.tensor([0.9, 0.6, 0.5]))
+    assert labels.tolist() == [1, 0, 1] and priors.tolist() == [0, 1, 2]
+    kept, labels, priors = filter_scores_and_topk(scores, 0.55, 0)
+    assert kept.tolist() == [0.8999999761581421, 0.6000000238418579] and priors.tolist() == [0, 1]
+
+
+def test_map_boxes_back_undoes_flip_then_scale() -> None:
+    meta = ImageMeta(ori_shape=(25, 100), img_shape=(100, 200), pad_shape=(100, 200), scale_factor=(2.0, 4.0),
+                     flip=True, flip_direction="horizontal")
+    boxes = map_boxes_back(torch.tensor([[10.0, 20.0, 30.0, 40.0]]), meta)
+    torch.testing.assert_close(boxes, torch.tensor([[85.0, 5.0, 95.0, 10.0]]))
+
+
+def one_level_head():
+    cfg = {
+        "type": "AnchorHead", "num_classes": 2, "in_channels": 8,
+        "anchor_generator": {"type": "AnchorGenerator", "strides": [16], "ratios": [1.0], "scales": [2.0]},
+        "loss_cls": {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0},
+        "loss_bbox": {"type": "L1Loss", "loss_weight": 1.0},
+    }
+    train_cfg = {"assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4, "min_pos_iou": 0.0}}
+    return build("dense_heads", cfg, train_cfg=train_cfg, test_cfg=None)
+
+
+def test_anchor_targets_and_focal_loss_value() -> None:
+    head = one_level_head()
+    assert not head.sampling  # focal loss weighs every anchor: PseudoSampler
+    for p in head.parameters():
+        torch.nn.init.zeros_(p)
+    gt = Instances(boxes=torch.tensor([[0.0, 0.0, 32.0, 32.0]]), labels=torch.tensor([1]))
+    meta = ImageMeta(ori_shape=(64, 64), img_shape=(64, 64), pad_shape=(64, 64))
+    anchors = head.prior_generator.grid_priors([(4, 4)])[0]  # 32 x 32 anchors centred at k * 16
+    valid = torch.ones(16, dtype=torch.bool)
+    labels, label_weights, bbox_targets, bbox_weights, sampling = head._targets_single(
+        anchors, valid, [16], gt, None, meta
+    )
+    expected = torch.full((16,), 2)
+    expected[5] = 1  # the anchor centred at (16, 16) is the ground truth itself
+    assert labels.tolist() == expected.tolist()
+    assert label_weights.tolist() == [1.0] * 16
+    assert bbox_weights[5].tolist() == [1.0] * 4 and float(bbox_weights.sum()) == 4.0
+    torch.testing.assert_close(bbox_targets[5], torch.zeros(4))
+
+    feats = [torch.zeros(1, 8, 4, 4)]
+    losses = head.loss(feats, Batch(images=torch.zeros(1, 3, 64, 64), metas=[meta], gt=[gt]))
+    # zero logits (p = 0.5): 31 negative (anchor, class) pairs and 1 positive, averaged over 1 positive
+    expected_cls = math.log(2) * (31 * 0.75 * 0.25 + 0.25 * 0.25)
+    torch.testing.assert_close(losses["loss_cls"], torch.tensor(expected_cls))
+    torch.testing.assert_close(losses["loss_bbox"], torch.tensor(0.0))
+
+
+def test_predict_keeps_best_per_class_after_nms() -> None:
+    head = one_level_head()
+    for p in head.parameters():
+        torch.nn.init.zeros_(p)
+    with torch.no_grad():
+        head.conv_cls.bias.copy_(torch.tensor([2.0, -5.0]))  # class 0: 0.88 everywhere, class 1 below 0.05
+    meta = ImageMeta(ori_shape=(64, 64), img_shape=(64, 64), pad_shape=(64, 64))
+    head.eval()
+    (dets,) = head.predict([torch.zeros(1, 8, 4, 4)], [meta])
+    # 16 anchors decode to themselves, clipped to the image; NMS 0.5 keeps the non-overlapping ones
+    assert set(dets.labels.tolist()) == {0}
+    assert torch.allclose(dets.scores, torch.sigmoid(torch.tensor(2.0)))
+    assert len(dets) >= 4 and bool((dets.boxes >= 0).all()) and bool((dets.boxes <= 64).all())
