@@ -81,7 +81,11 @@ def main() -> None:
         starts = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
         s_total, q = int(areas.sum()), int(areas.sum())
         value = torch.randn(1, s_total, 8, 32, generator=g)
-        loc = torch.rand(1, q, 8, 4, 4, 2, generator=g)
+        # as in the model: each query samples around its own reference point (its pixel centre), a few pixels away
+        ref = torch.cat([torch.stack(torch.meshgrid((torch.arange(int(h)) + 0.5) / int(h), (torch.arange(int(w)) + 0.5) / int(w),
+                                                    indexing="ij")[::-1], -1).reshape(-1, 2) for h, w in shapes.tolist()])
+        wh = shapes.flip(1).to(torch.float32)  # (W, H) per level
+        loc = ref[None, :, None, None, None, :] + torch.randn(1, q, 8, 4, 4, 2, generator=g) * 2.0 / wh[None, None, None, :, None, :]
         attn = torch.rand(1, q, 8, 4, 4, generator=g).softmax(-1)
         report(f"msda forward (encoder, {q} queries)",
                median_time(lambda: ours.multi_scale_deformable_attention(value, shapes, starts, loc, attn), reps),

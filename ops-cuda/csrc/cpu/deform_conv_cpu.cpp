@@ -5,6 +5,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "common.h"
 #include "ops.h"
 
@@ -56,22 +59,40 @@ inline void tap_position(const ConvShape& s, const T* off, int64_t kidx, int64_t
   *x = (T)(ox * s.sw - s.pw + j * s.dw) + off[(2 * kidx + 1) * L + l];
 }
 
-// columns[c*kk + k, l] = mask * bilinear(input[c], position of tap k at l).
+// columns[c*kk + k, l] = mask * bilinear(input[c], position of tap k at l). Sampling corners depend only
+// on (offset group, tap, l): they are computed once per task and reused for a chunk of channels.
 template <typename T>
 void deform_im2col(const ConvShape& s, const T* in, const T* off, const T* mask, T* cols) {
   const int64_t kk = s.taps(), L = s.locs(), ch_per_group = s.in_ch / s.offset_groups;
-  at::parallel_for(0, s.in_ch * kk, 16, [&](int64_t r0, int64_t r1) {
-    for (int64_t row = r0; row < r1; ++row) {
-      const int64_t c = row / kk, kidx = row % kk, g = c / ch_per_group;
-      const T* plane = in + c * s.height * s.width;
-      const T* goff = off + g * 2 * kk * L;
-      const T* m = mask ? mask + (g * kk + kidx) * L : nullptr;
-      T* out = cols + row * L;
-      for (int64_t l = 0; l < L; ++l) {
-        T y, x;
-        tap_position(s, goff, kidx, l, &y, &x);
-        T v = pad_sample(plane, pad_corners<T>(s.height, s.width, y, x));
-        out[l] = m ? v * m[l] : v;
+  const int64_t chunk = 32, chunks = (ch_per_group + chunk - 1) / chunk;
+  at::parallel_for(0, s.offset_groups * kk * chunks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<PadCorners<T>> corners(L);
+    int64_t cached = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t row = t / chunks, part = t % chunks;  // row = g * kk + kidx
+      const int64_t g = row / kk, kidx = row % kk;
+      if (row != cached) {
+        const T* goff = off + g * 2 * kk * L;
+        const T* m = mask ? mask + row * L : nullptr;
+        for (int64_t l = 0; l < L; ++l) {
+          T y, x;
+          tap_position(s, goff, kidx, l, &y, &x);
+          PadCorners<T> pc = pad_corners<T>(s.height, s.width, y, x);
+          if (m) {  // fold the modulation into the bilinear weights
+            pc.w1 *= m[l];
+            pc.w2 *= m[l];
+            pc.w3 *= m[l];
+            pc.w4 *= m[l];
+          }
+          corners[l] = pc;
+        }
+        cached = row;
+      }
+      const int64_t c_end = std::min((g + 1) * ch_per_group, g * ch_per_group + (part + 1) * chunk);
+      for (int64_t c = g * ch_per_group + part * chunk; c < c_end; ++c) {
+        const T* plane = in + c * s.height * s.width;
+        T* out = cols + (c * kk + kidx) * L;
+        for (int64_t l = 0; l < L; ++l) out[l] = pad_sample(plane, corners[l]);
       }
     }
   });

@@ -241,21 +241,41 @@ at::Tensor corner_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor&
     const scalar_t* in = input.data_ptr<scalar_t>();
     const scalar_t* go = grad.data_ptr<scalar_t>();
     scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    const bool vertical = mode == kTop || mode == kBottom;
     at::parallel_for(0, planes, 1, [&](int64_t p0, int64_t p1) {
+      std::vector<int64_t> arg(vertical ? W : 0);
+      std::vector<scalar_t> cur(vertical ? W : 0);
       for (int64_t p = p0; p < p1; ++p) {
-        for (int64_t line = 0; line < g.lines; ++line) {
-          const int64_t base = p * H * W + line * g.line_stride;
-          // Route each output's gradient to the element holding the running max; on ties
-          // the most recently scanned element wins (torch.cummax convention).
-          int64_t arg = -1;
-          scalar_t cur = 0;
-          for (int64_t k = 0; k < g.len; ++k) {
-            const int64_t pos = base + (g.reverse ? g.len - 1 - k : k) * g.step;
-            if (arg < 0 || in[pos] >= cur) {
-              cur = in[pos];
-              arg = pos;
+        const scalar_t* src = in + p * H * W;
+        const scalar_t* g_out = go + p * H * W;
+        scalar_t* g_in = gi + p * H * W;
+        // Route each output's gradient to the element holding the running max; on ties the most
+        // recently scanned element wins (torch.cummax convention).
+        if (vertical) {
+          // Scan rows (contiguous) keeping one running max and argmax row per column.
+          for (int64_t k = 0; k < H; ++k) {
+            const int64_t r = g.reverse ? H - 1 - k : k;
+            const scalar_t* s = src + r * W;
+            for (int64_t j = 0; j < W; ++j) {
+              if (k == 0 || s[j] >= cur[j]) {
+                cur[j] = s[j];
+                arg[j] = r;
+              }
+              g_in[arg[j] * W + j] += g_out[r * W + j];
             }
-            gi[arg] += go[pos];
+          }
+        } else {
+          for (int64_t i = 0; i < H; ++i) {
+            int64_t a = -1;
+            scalar_t c = 0;
+            for (int64_t k = 0; k < W; ++k) {
+              const int64_t j = g.reverse ? W - 1 - k : k;
+              if (a < 0 || src[i * W + j] >= c) {
+                c = src[i * W + j];
+                a = j;
+              }
+              g_in[i * W + a] += g_out[i * W + j];
+            }
           }
         }
       }

@@ -121,6 +121,7 @@ class StandardRoIHead(RoIHead):
     def predict_bbox(
         self, feats: Sequence[Tensor], proposals: list[Instances], metas: Sequence[ImageMeta], rescale: bool
     ) -> list[Instances]:
+        """Box detections per image from the proposals' class scores and refined boxes."""
         rois = bbox2roi([p.boxes[:, :4] for p in proposals]).to(feats[0])
         cls_score, bbox_pred, _ = self.bbox_forward(feats, rois)
         counts = [len(p) for p in proposals]
