@@ -78,7 +78,7 @@ def find_toolkit() -> tuple[str | None, str | None, str | None]:
     """(cuda_home, libcudart directory, problem): the first candidate with bin/nvcc and libcudart.so.
 
     torch guesses CUDA_HOME from the `nvcc` on PATH, which is wrong when that nvcc is a wrapper script
-    (e.g. /usr/local/bin/nvcc -> /usr/local); an explicit CUDA_HOME always wins.
+    (e.g. /usr/local/bin/nvcc -> /usr/local); an explicit CUDA_HOME is tried first.
     """
     problems = []
     for home in toolkit_candidates():
