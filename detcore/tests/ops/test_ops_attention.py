@@ -59,3 +59,19 @@ def test_bad_inputs_name_the_argument():
         ops.multi_scale_deformable_attention(value, shapes, starts, locations, weights[..., :1])
     with pytest.raises(ValueError, match="sampling_locations"):
         ops.multi_scale_deformable_attention(value, shapes, starts, locations[..., 0], weights)
+
+
+def test_msda_empty_level_contributes_zero():
+    torch.manual_seed(0)
+    b, heads, cv, q, p = 1, 2, 3, 4, 2
+    shapes = torch.tensor([[2, 3], [0, 4], [1, 2]])
+    starts = torch.tensor([0, 6, 6])
+    value = torch.randn(b, 8, heads, cv)
+    loc = torch.rand(b, q, heads, 3, p, 2)
+    attn = torch.rand(b, q, heads, 3, p)
+    msda = reference.multi_scale_deformable_attention
+    out = msda(value, shapes, starts, loc, attn)
+    keep = [0, 2]
+    expected = msda(
+        value, shapes[keep], torch.tensor([0, 6]), loc[:, :, :, keep], attn[:, :, :, keep])
+    torch.testing.assert_close(out, expected)

@@ -15,6 +15,13 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from detcore.ops.checks import check_boxes_scores as _boxes_scores
+from detcore.ops.checks import check_choice as _choice
+from detcore.ops.checks import check_floating as _floating
+from detcore.ops.checks import check_focal_loss_args
+from detcore.ops.checks import check_rois as _input_rois
+from detcore.ops.checks import check_tensor as _tensor
+from detcore.ops.checks import pair as _pair
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 BACKEND_NAME = "det-ops-cuda"
@@ -57,60 +64,6 @@ def extension() -> ModuleType:
 
 # ---------------------------------------------------------------------------------------------------------------
 # argument checks (cheap shape/choice checks; errors name the op and the argument like the reference's)
-
-
-def _tensor(op: str, arg: str, value: Any, ndim: int, shape: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{op}: `{arg}` must be a torch.Tensor {shape}, got {type(value).__name__}")
-    if value.dim() != ndim:
-        raise ValueError(f"{op}: `{arg}` must have {ndim} dimensions {shape}, got shape {tuple(value.shape)}")
-    return value
-
-
-def _floating(op: str, arg: str, value: Tensor) -> None:
-    if not value.is_floating_point():
-        raise TypeError(f"{op}: `{arg}` must be a floating-point tensor, got dtype {value.dtype}")
-
-
-def _choice(op: str, arg: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{op}: unknown {arg} {value!r}; choose one of {list(choices)}")
-
-
-def _pair(op: str, arg: str, value: int | Sequence[int], minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints (each >= minimum) as a tuple."""
-    if isinstance(value, bool):
-        raise TypeError(f"{op}: `{arg}` must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        result = (value, value)
-    elif isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        result = (int(value[0]), int(value[1]))
-    else:
-        raise TypeError(f"{op}: `{arg}` must be an int or a pair of ints, got {value!r}")
-    if min(result) < minimum:
-        raise ValueError(f"{op}: `{arg}` must be >= {minimum}, got {value!r}")
-    return result
-
-
-def _boxes_scores(op: str, boxes: Any, scores: Any) -> None:
-    _tensor(op, "boxes", boxes, 2, "[N, 4] (x1, y1, x2, y2)")
-    _tensor(op, "scores", scores, 1, "[N]")
-    if boxes.shape[1] != 4:
-        raise ValueError(f"{op}: `boxes` must have shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
-    if scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"{op}: `scores` must have one entry per box: {boxes.shape[0]} boxes, {scores.shape[0]} scores")
-    _floating(op, "boxes", boxes)
-    _floating(op, "scores", scores)
-
-
-def _input_rois(op: str, input: Any, rois: Any) -> None:
-    _tensor(op, "input", input, 4, "[N, C, H, W]")
-    _tensor(op, "rois", rois, 2, "[K, 5] (batch_index, x1, y1, x2, y2)")
-    if rois.shape[1] != 5:
-        raise ValueError(f"{op}: `rois` must have shape [K, 5] (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
-    _floating(op, "input", input)
-    if rois.dtype != input.dtype:
-        raise TypeError(f"{op}: `rois` dtype {rois.dtype} must match `input` dtype {input.dtype}")
 
 
 def _kernel_dtype(t: Tensor) -> torch.dtype:
@@ -461,19 +414,7 @@ def sigmoid_focal_loss(
     reduction "none" gives [N, C]; "mean" averages over all N*C elements (0 for empty input); "sum".
     """
     op = "sigmoid_focal_loss"
-    _tensor(op, "pred", pred, 2, "[N, C] logits")
-    _tensor(op, "target", target, 1, "[N] int64 in [0, C]")
-    _floating(op, "pred", pred)
-    _choice(op, "reduction", reduction, REDUCTIONS)
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(f"{op}: `target` must hold integer class indices, got dtype {target.dtype}")
-    num, num_classes = pred.shape
-    if target.shape[0] != num:
-        raise ValueError(f"{op}: `target` must have one label per row of `pred` ({num}), got {target.shape[0]}")
-    if weight is not None:
-        _tensor(op, "weight", weight, 1, "[N]")
-        if weight.shape[0] != num:
-            raise ValueError(f"{op}: `weight` must have one entry per row of `pred` ({num}), got {weight.shape[0]}")
+    pred, target, weight = check_focal_loss_args(op, pred, target, weight, reduction, REDUCTIONS)
     dtype = _kernel_dtype(pred)
     loss = _SigmoidFocalLoss.apply(pred.to(dtype), target.long(), float(gamma), float(alpha)).to(pred.dtype)
     if weight is not None:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+# OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other work,
+# spinning threads of an idle-waiting team take cores from the busy ones and a training step can
+# take several times longer. Read when torch loads (inside the handlers), so set here at import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Small shapes configs shipped by the detector families, in order of preference for `detcore demo`.
 DEMO_CONFIGS = ("fcos_r18_fpn_shapes", "retinanet_r18_fpn_shapes", "faster_rcnn_r18_fpn_shapes")

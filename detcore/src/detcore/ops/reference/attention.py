@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detcore.ops.reference._checks import check_floating, check_same_device, check_tensor
+from detcore.ops.checks import check_floating, check_same_device, check_tensor
 
 
 def multi_scale_deformable_attention(
@@ -59,6 +59,9 @@ def multi_scale_deformable_attention(
     grids = 2 * sampling_locations - 1  # grid_sample's [-1, 1] coordinates
     sampled = []
     for level, ((h, w), start) in enumerate(zip(shapes, starts)):
+        if h * w == 0:  # an empty level contributes nothing (grid_sample rejects empty inputs)
+            sampled.append(value.new_zeros(batch * heads, channels, num_queries, points))
+            continue
         # [B, H*W, heads, Cv] -> [B*heads, Cv, H, W]
         level_value = value[:, start : start + h * w].permute(0, 2, 3, 1).reshape(batch * heads, channels, h, w)
         # [B, Q, heads, P, 2] -> [B*heads, Q, P, 2]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detcore.ops.reference._checks import check_floating, check_same_device, check_tensor
+from detcore.ops.checks import check_floating, check_same_device, check_tensor
 
 
 def carafe(features: Tensor, masks: Tensor, kernel_size: int, group_size: int, scale_factor: int) -> Tensor:

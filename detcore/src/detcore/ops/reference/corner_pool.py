@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from detcore.ops.reference._checks import check_choice, check_tensor
+from detcore.ops.checks import check_choice, check_tensor
 
 # mode -> (dim, whether the max runs from the far end): top/left look at k >= i, bottom/right at k <= i.
 CORNER_POOL_MODES = {"top": (2, True), "bottom": (2, False), "left": (3, True), "right": (3, False)}

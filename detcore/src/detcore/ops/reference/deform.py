@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torchvision
 from torch import Tensor
 
-from detcore.ops.reference._checks import check_floating, check_same_device, check_tensor, pair
+from detcore.ops.checks import check_floating, check_same_device, check_tensor, pair
 
 
 def deform_conv2d(

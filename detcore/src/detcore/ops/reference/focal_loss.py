@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detcore.ops.reference._checks import check_choice, check_floating, check_same_device, check_tensor
+from detcore.ops.checks import check_focal_loss_args
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -26,25 +25,8 @@ def sigmoid_focal_loss(
     N*C elements; 0 for empty input) or "sum".
     """
     op = "sigmoid_focal_loss"
-    pred = check_tensor(op, "pred", pred, 2, "[N, C] logits")
-    target = check_tensor(op, "target", target, 1, "[N] int64 in [0, C]")
-    check_floating(op, "pred", pred)
-    check_choice(op, "reduction", reduction, REDUCTIONS)
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(f"{op}: `target` must hold integer class indices, got dtype {target.dtype}")
-    num, num_classes = pred.shape
-    if target.shape[0] != num:
-        raise ValueError(f"{op}: `target` must have one label per row of `pred` ({num}), got {target.shape[0]}")
-    if num > 0 and (bool((target < 0).any()) or bool((target > num_classes).any())):
-        raise ValueError(
-            f"{op}: `target` labels must lie in [0, {num_classes}] ({num_classes} = background), "
-            f"got values in [{int(target.min())}, {int(target.max())}]"
-        )
-    if weight is not None:
-        weight = check_tensor(op, "weight", weight, 1, "[N]")
-        if weight.shape[0] != num:
-            raise ValueError(f"{op}: `weight` must have one entry per row of `pred` ({num}), got {weight.shape[0]}")
-    check_same_device(op, pred=pred, target=target, weight=weight)
+    pred, target, weight = check_focal_loss_args(op, pred, target, weight, reduction, REDUCTIONS)
+    num_classes = pred.shape[1]
 
     one_hot = F.one_hot(target.long(), num_classes + 1)[:, :num_classes].to(pred.dtype)
     prob = pred.sigmoid()

@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from detcore.ops.reference._checks import check_boxes_scores, check_choice, check_tensor
+from detcore.ops.checks import check_boxes_scores, check_choice, check_tensor
 
 SOFT_NMS_METHODS = ("linear", "gaussian", "naive")
 

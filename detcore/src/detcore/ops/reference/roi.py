@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from detcore.ops.reference._checks import check_choice, check_rois, check_tensor, pair
+from detcore.ops.checks import check_choice, check_rois, check_tensor, pair
 
 POOL_MODES = ("avg", "max")
 # Upper bound on RoIs x bins x samples x channels gathered at once, to bound the reference's memory.

@@ -1,4 +1,4 @@
-"""Input validation shared by the reference ops: each error names the op, the argument and what is expected."""
+"""Input validation shared by the reference ops and compiled backends: errors name the op and the argument."""
 
 from __future__ import annotations
 
@@ -99,3 +99,29 @@ def check_choice(op: str, arg: str, value: object, choices: Sequence[str]) -> st
 
 def empty_like_float(reference: Tensor, *shape: int) -> Tensor:
     return torch.zeros(shape, dtype=reference.dtype, device=reference.device)
+
+
+def check_focal_loss_args(
+    op: str, pred: object, target: object, weight: object, reduction: str, reductions: Sequence[str]
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """pred [N,C] floating logits, target [N] integer labels in [0, C] (C = background), weight [N] or None."""
+    pred = check_tensor(op, "pred", pred, 2, "[N, C] logits")
+    target = check_tensor(op, "target", target, 1, "[N] int64 in [0, C]")
+    check_floating(op, "pred", pred)
+    check_choice(op, "reduction", reduction, reductions)
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"{op}: `target` must hold integer class indices, got dtype {target.dtype}")
+    num, num_classes = pred.shape
+    if target.shape[0] != num:
+        raise ValueError(f"{op}: `target` must have one label per row of `pred` ({num}), got {target.shape[0]}")
+    if num > 0 and (bool((target < 0).any()) or bool((target > num_classes).any())):
+        raise ValueError(
+            f"{op}: `target` labels must lie in [0, {num_classes}] ({num_classes} = background), "
+            f"got values in [{int(target.min())}, {int(target.max())}]"
+        )
+    if weight is not None:
+        weight = check_tensor(op, "weight", weight, 1, "[N]")
+        if weight.shape[0] != num:
+            raise ValueError(f"{op}: `weight` must have one entry per row of `pred` ({num}), got {weight.shape[0]}")
+    check_same_device(op, pred=pred, target=target, weight=weight)
+    return pred, target, weight
