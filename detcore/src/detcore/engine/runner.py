@@ -667,7 +667,7 @@ class Runner:
 
     def predict(self, batch: Batch) -> list[Instances]:
         """Predictions of the (unwrapped) model for one batch, on CPU in float32."""
-        with torch.no_grad(), self._autocast():
+        with torch.inference_mode(), self._autocast():
             return _as_float32(self.module.predict(batch.to(self.device), rescale=True))
 
     def _evaluate(

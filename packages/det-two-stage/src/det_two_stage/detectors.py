@@ -33,12 +33,6 @@ class RPN(BaseDetector):
         self.neck = build("necks", neck) if neck is not None else None
         self.rpn_head = build("dense_heads", rpn_head, train_cfg=train_cfg.get("rpn"), test_cfg=test_cfg.get("rpn"))
 
-    def extract_feat(self, images: Tensor) -> tuple[Tensor, ...]:
-        feats = self.backbone(self._layout(images))
-        if self.neck is not None:
-            feats = self.neck(feats)
-        return tuple(feats)
-
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         return self.rpn_head.loss(self.extract_feat(batch.images), batch)
 

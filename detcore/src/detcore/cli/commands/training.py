@@ -235,7 +235,39 @@ def _point_at_shapes(cfg: dict[str, Any], data_dir: Path) -> None:
         dataset["img_prefix"] = f"{split}/"
 
 
+def _resize_pipelines(cfg: dict[str, Any], size: int) -> None:
+    """Make every ``Resize`` of the config's pipelines resize to ``size`` x ``size`` (the shapes images' size)."""
+    pipelines = [value for key, value in cfg.items() if key.endswith("pipeline") and isinstance(value, list)]
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        dataset = (cfg.get(key) or {}).get("dataset") if isinstance(cfg.get(key), dict) else None
+        if isinstance(dataset, dict) and isinstance(dataset.get("pipeline"), list):
+            pipelines.append(dataset["pipeline"])
+    for pipeline in pipelines:
+        for step in pipeline:
+            if isinstance(step, dict) and str(step.get("type", "")).split("::")[-1] == "Resize":
+                step["scale"] = [size, size]
+
+
+def _demo_schedule(cfg: dict[str, Any], epochs: int | None) -> int:
+    """Apply ``--epochs`` (the lr steps keep their fractions of the schedule); evaluate and save
+    only after the last epoch. Returns the number of epochs."""
+    runner_cfg = dict(cfg.get("runner") or {})
+    old_epochs = int(runner_cfg.get("max_epochs", 1))
+    new_epochs = old_epochs if epochs is None else int(epochs)
+    cfg["runner"] = {"type": "EpochBasedRunner", "max_epochs": new_epochs}
+    lr_cfg = cfg.get("lr_config")
+    if epochs is not None and isinstance(lr_cfg, dict) and lr_cfg.get("steps") and lr_cfg.get("by_epoch", True):
+        steps = [max(1, round(int(step) * new_epochs / old_epochs)) for step in lr_cfg["steps"]]
+        cfg["lr_config"] = {**lr_cfg, "steps": [step for step in steps if step < new_epochs]}
+    if isinstance(cfg.get("evaluation"), dict):
+        cfg["evaluation"] = {**cfg["evaluation"], "interval": new_epochs}
+    cfg["checkpoint"] = {**dict(cfg.get("checkpoint") or {}), "interval": new_epochs}
+    return new_epochs
+
+
 def demo_command(args: argparse.Namespace) -> int:
+    import time
+
     from detcore.apis import inference_detector, show_result
     from detcore.apis.inference import test_pipeline_config
     from detcore.apis.log_analysis import plot_curves
@@ -243,19 +275,21 @@ def demo_command(args: argparse.Namespace) -> int:
     from detcore.data.shapes import make_shapes
     from detcore.engine import Runner
 
+    start = time.perf_counter()
     name = args.config or pick_demo_config()
     work_dir: Path = args.work_dir
     data_dir = work_dir / "shapes"
     make_shapes(data_dir, num_train=args.num_train, num_val=args.num_val, size=args.image_size, seed=0)
     cfg = load_config(name, args.set)
     _point_at_shapes(cfg, data_dir)
+    _resize_pipelines(cfg, args.image_size)
+    _demo_schedule(cfg, args.epochs)
     cfg["log"] = {**dict(cfg.get("log") or {}), "interval": 1}  # every iteration: a detailed loss curve
-    if args.epochs is not None:
-        cfg["runner"] = {"type": "EpochBasedRunner", "max_epochs": args.epochs}
     runner = Runner.from_config(cfg, work_dir=work_dir)
     try:
         runner.train()
-        metrics = runner.test() if runner.test_dataloader is not None else dict(runner.val())
+        # the last epoch was evaluated on the val split (what the test loader reads too)
+        metrics = dict(runner.val_metrics) if runner.val_metrics else runner.test()
         # visualization of the first validation image
         val_dataset = runner.test_dataloader.dataset if runner.test_dataloader is not None else runner.val_dataloader.dataset
         image_path = Path(val_dataset.get_data_info(0)["filename"])
@@ -270,5 +304,5 @@ def demo_command(args: argparse.Namespace) -> int:
     finally:
         runner.close()
     print(json.dumps({"config": name, "work_dir": str(work_dir), "visualization": str(vis_path),
-                      "loss_curve": str(curve_path), **metrics}))
+                      "loss_curve": str(curve_path), "seconds": round(time.perf_counter() - start, 1), **metrics}))
     return 0

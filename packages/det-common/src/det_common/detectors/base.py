@@ -61,9 +61,19 @@ def fuse_conv_bn(module: nn.Module) -> int:
 
 
 class BaseDetector(Detector):
-    """Adds ``optimize_for_inference``: eval mode, conv-BN folding and channels-last memory layout."""
+    """Backbone (+ optional neck) feature extraction and ``optimize_for_inference``.
+
+    Subclasses set ``self.backbone`` and ``self.neck`` (None when there is no neck).
+    """
 
     memory_format: torch.memory_format = torch.contiguous_format
+
+    def extract_feat(self, images: Tensor) -> tuple[Tensor, ...]:
+        """Backbone features, refined by the neck when there is one."""
+        feats = self.backbone(self._layout(images))
+        if self.neck is not None:
+            feats = self.neck(feats)
+        return tuple(feats)
 
     def optimize_for_inference(self, channels_last: bool = True) -> "BaseDetector":
         """Prepare for fast CPU/GPU inference; outputs are unchanged up to float rounding."""

@@ -33,13 +33,6 @@ class SingleStageDetector(BaseDetector):
         self.train_cfg = dict(train_cfg or {})
         self.test_cfg = dict(test_cfg or {})
 
-    def extract_feat(self, images: Tensor) -> tuple[Tensor, ...]:
-        """Backbone features, refined by the neck when there is one."""
-        feats = self.backbone(self._layout(images))
-        if self.neck is not None:
-            feats = self.neck(feats)
-        return tuple(feats)
-
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         return self.bbox_head.loss(self.extract_feat(batch.images), batch)
 

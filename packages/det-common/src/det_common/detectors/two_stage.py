@@ -54,12 +54,6 @@ class TwoStageDetector(BaseDetector):
     def with_rpn(self) -> bool:
         return self.rpn_head is not None
 
-    def extract_feat(self, images: Tensor) -> tuple[Tensor, ...]:
-        feats = self.backbone(self._layout(images))
-        if self.neck is not None:
-            feats = self.neck(feats)
-        return tuple(feats)
-
     def proposals_of(self, batch: Batch) -> list[Instances]:
         """The batch's precomputed proposals (for detectors without an RPN)."""
         if batch.proposals is None:

@@ -178,8 +178,13 @@ class AnchorHead(BaseDenseHead):
         flat_anchors = torch.cat(level_anchors)
         targets = []
         num_pos = num_neg = 0
+        valid_by_shape: dict[tuple[int, ...], Tensor] = {}  # images of a batch mostly share one shape
         for i, meta in enumerate(batch.metas):
-            valid = torch.cat(self.prior_generator.valid_flags(featmap_sizes, tuple(meta.img_shape), device=device))
+            img_shape = tuple(meta.img_shape)
+            if img_shape not in valid_by_shape:
+                level_flags = self.prior_generator.valid_flags(featmap_sizes, img_shape, device=device)
+                valid_by_shape[img_shape] = torch.cat(level_flags)
+            valid = valid_by_shape[img_shape]
             ignored = batch.ignored[i] if batch.ignored is not None else None
             *image_targets, sampling = self._targets_single(
                 flat_anchors, valid, num_level_anchors, batch.gt[i], ignored, meta
