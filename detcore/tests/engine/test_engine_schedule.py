@@ -102,17 +102,18 @@ def test_paramwise_groups():
         "custom_keys": {"head": {"lr_mult": 0.1, "decay_mult": 0.5}},
     }
     groups = param_groups(Net(), lr=0.1, weight_decay=0.01, paramwise=paramwise)
-    by_name = {name: (g["lr"], g["weight_decay"]) for g in groups for name in g["names"]}
-    assert by_name == pytest.approx(
-        {
-            "conv.weight": (0.1, 0.01),
-            "conv.bias": (0.2, 0.0),
-            "bn.weight": (0.1, 0.0),
-            "bn.bias": (0.1, 0.0),
-            "head.0.weight": (0.1 * 0.1, 0.01 * 0.5),
-            "head.0.bias": (0.1 * 0.1, 0.01 * 0.5),
-        }
-    )
+    lrs = {name: g["lr"] for g in groups for name in g["names"]}
+    decays = {name: g["weight_decay"] for g in groups for name in g["names"]}
+    expected = {
+        "conv.weight": (0.1, 0.01),
+        "conv.bias": (0.2, 0.0),
+        "bn.weight": (0.1, 0.0),
+        "bn.bias": (0.1, 0.0),
+        "head.0.weight": (0.1 * 0.1, 0.01 * 0.5),
+        "head.0.bias": (0.1 * 0.1, 0.01 * 0.5),
+    }
+    assert lrs == pytest.approx({k: v[0] for k, v in expected.items()})
+    assert decays == pytest.approx({k: v[1] for k, v in expected.items()})
     with pytest.raises(ConfigError, match="unknown keys"):
         param_groups(Net(), 0.1, 0.01, {"norm_decay": 0.0})
 
