@@ -65,8 +65,8 @@ def test_short_training_reduces_loss_and_detects(tmp_path):
     losses = _train_losses(next((tmp_path / "work").glob("*.log.json")))
     assert len(losses) == epochs * 3 and all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
-    assert last < 0.6 * first, (first, last)
-    assert metrics["bbox_mAP_50"] > 0.1, metrics
+    assert last < 0.7 * first, (first, last)  # 2.7 -> 1.4 when written
+    assert metrics["bbox_mAP_50"] > 0.05, metrics  # 0.17 when written
     assert metrics["bbox_mAP"] > 0.0, metrics
 
 
