@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from conftest import assert_close, random_boxes, random_rois
@@ -348,3 +350,14 @@ def test_half_inputs_computed_in_float32(gen) -> None:
     out = B.roi_align(x.half(), rois.half(), 2)
     assert out.dtype == torch.float16
     assert_close(out.float(), R.roi_align(x.half().float(), rois.half().float(), 2), atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.skipif(os.environ.get("DET_OPS_CUDA_EXPECT_CUDA") != "1",
+                    reason="set DET_OPS_CUDA_EXPECT_CUDA=1 where the CUDA toolkit is installed (scripts/test does)")
+def test_cuda_kernels_were_compiled_and_linked():
+    """CI has a CUDA toolkit but no GPU: the CUDA kernels must still be built into the extension."""
+    from det_ops_cuda.backend import OP_NAMES, extension
+
+    ext = extension()
+    assert ext.with_cuda
+    assert sorted(ext.cuda_ops()) == sorted(OP_NAMES)
