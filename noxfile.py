@@ -175,7 +175,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def build(session: nox.Session) -> None:
     """Wheel and sdist of every distribution into dist/ (det-ops-cuda: sdist, its wheel is built by its tests)."""
-    session.install("build", "setuptools>=68", "wheel")
+    session.install("build")
+    build_requirements(session, list(local_dists()))
     ensure_torch(session)
     out = ROOT / "dist"
     for dist, folder in local_dists().items():
