@@ -5,28 +5,14 @@ from __future__ import annotations
 import torch
 import torchvision
 from torch import nn
-from torchvision.ops import box_iou
 
 from det_single_stage.converters.torchvision_retinanet import convert
 from detcore.config import load_config
 from detcore.registry import build
-from detcore.structures import Batch, ImageMeta
+from det_common.testing import batch_from_transform, match_detections, smooth_images
 
 MIN_SIZE, MAX_SIZE = 384, 512
 ORIGINAL_SIZES = [(300, 400), (360, 400)]  # both resize into a 384 x 512 batch (a multiple of 128)
-
-
-def smooth_images(seed: int) -> list[torch.Tensor]:
-    """Images in [0, 1] with blobs at several scales, so detections differ across locations."""
-    gen = torch.Generator().manual_seed(seed)
-    images = []
-    for h, w in ORIGINAL_SIZES:
-        image = torch.zeros(3, h, w)
-        for cells in (4, 12, 40):
-            coarse = torch.rand(1, 3, cells, cells, generator=gen)
-            image += nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0]
-        images.append(image / 3)
-    return images
 
 
 @torch.no_grad()
@@ -56,7 +42,7 @@ def randomize_torchvision(model: nn.Module, images: list[torch.Tensor]) -> None:
 
 def build_twins() -> tuple[nn.Module, nn.Module, list[torch.Tensor]]:
     torch.manual_seed(0)
-    images = smooth_images(1)
+    images = smooth_images(ORIGINAL_SIZES, 1)
     tv = torchvision.models.detection.retinanet_resnet50_fpn(
         weights=None, weights_backbone=None, min_size=MIN_SIZE, max_size=MAX_SIZE
     )
@@ -68,36 +54,6 @@ def build_twins() -> tuple[nn.Module, nn.Module, list[torch.Tensor]]:
     result = ours.load_state_dict(converted, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     return tv, ours.eval(), images
-
-
-def batch_from_transform(tv: nn.Module, images: list[torch.Tensor]) -> Batch:
-    """torchvision's resized, normalised, padded batch with the metadata our model needs."""
-    image_list, _ = tv.transform(images)
-    metas = []
-    for image, (h, w) in zip(images, image_list.image_sizes):
-        oh, ow = image.shape[-2:]
-        metas.append(ImageMeta(ori_shape=(oh, ow), img_shape=(h, w), pad_shape=tuple(image_list.tensors.shape[-2:]),
-                               scale_factor=(w / ow, h / oh)))
-    return Batch(images=image_list.tensors, metas=metas)
-
-
-def match_detections(ref: dict, ours) -> float:
-    """Fraction of reference detections matched one to one by ours: same label, |score diff| <= 1e-3 and
-    IoU >= 0.99 (or, for boxes clipped to zero area at the border, corners within 0.01 pixel)."""
-    if len(ref["boxes"]) == 0:
-        return 1.0
-    iou = box_iou(ref["boxes"], ours.boxes).nan_to_num(0.0)
-    corners_close = (ref["boxes"][:, None] - ours.boxes[None]).abs().amax(dim=-1) <= 0.01
-    same = (ref["labels"][:, None] == ours.labels[None]) & ((ref["scores"][:, None] - ours.scores[None]).abs() <= 1e-3)
-    ok = ((iou >= 0.99) | corners_close) & same
-    used = torch.zeros(len(ours), dtype=torch.bool)
-    matched = 0
-    for i in range(len(ref["boxes"])):
-        candidates = (ok[i] & ~used).nonzero().flatten()
-        if len(candidates):
-            used[candidates[iou[i, candidates].argmax()]] = True
-            matched += 1
-    return matched / len(ref["boxes"])
 
 
 @torch.no_grad()

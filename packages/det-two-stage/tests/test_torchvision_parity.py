@@ -8,7 +8,8 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from det_two_stage.converters.torchvision import convert_fasterrcnn_resnet50_fpn
 from detcore.structures import Batch
-from ts_helpers import box_iou, build_model, metas_for, smooth_images
+from det_common.bbox import bbox_overlaps as box_iou
+from ts_helpers import build_model, metas_for, smooth_images
 
 HEIGHT, WIDTH = 320, 448  # multiples of 64: torchvision then uses the nominal anchor strides on every level
 

@@ -8,7 +8,8 @@ import torch
 
 from detcore.config import load_config
 from detcore.registry import build
-from ts_helpers import box_iou, synthetic_batch
+from det_common.bbox import bbox_overlaps as box_iou
+from ts_helpers import synthetic_batch
 
 EXPECTED_FASTER_RCNN_LOSSES = {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "acc"}
 

@@ -45,16 +45,6 @@ def metas_for(images: Tensor) -> list[ImageMeta]:
     return [ImageMeta(ori_shape=(height, width), img_shape=(height, width), pad_shape=(height, width))] * images.shape[0]
 
 
-def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Pairwise IoU (N, M) of xyxy boxes."""
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=2)
-    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-6)
-
-
 def synthetic_batch(generator: torch.Generator, num_images: int = 2, size: tuple[int, int] = (128, 160),
                     num_classes: int = 3, with_masks: bool = False) -> Batch:
     """Bright rectangles (class = colour channel) on a dark background, with their boxes (and masks) as ground truth."""
