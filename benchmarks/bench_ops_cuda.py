@@ -20,20 +20,24 @@ from det_ops_cuda import backend as ours
 from detcore.ops import reference
 
 
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def paired_times(fn_ours: Callable[[], object], fn_base: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median times of two functions run alternately, so that a change in machine load hits both alike."""
+    fn_ours()
+    fn_base()
+    t_ours, t_base = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, times in ((fn_ours, t_ours), (fn_base, t_base)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(t_ours), statistics.median(t_base)
 
 
-def report(name: str, t_ours: float, t_base: float, baseline: str, target: str) -> None:
+def report(name: str, fn_ours: Callable[[], object], fn_base: Callable[[], object], repeats: int, baseline: str,
+           target: str) -> None:
+    t_ours, t_base = paired_times(fn_ours, fn_base, repeats)
     print(f"{name:<44} ours {t_ours * 1000:9.2f} ms   {baseline:<22} {t_base * 1000:9.2f} ms   "
-          f"ratio ours/base {t_ours / t_base:6.3f}  (speed-up {t_base / t_ours:6.2f}x; target {target})")
+          f"ratio ours/base {t_ours / t_base:6.3f}  (speed-up {t_base / t_ours:6.2f}x; target {target})", flush=True)
 
 
 def boxes_scores(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,12 +58,12 @@ def main() -> None:
     with torch.no_grad():
         # NMS: RPN-like 6000 proposals, and per-class 5000 detections
         boxes, scores = boxes_scores(6000, g)
-        report("nms (6000 boxes, iou 0.7)", median_time(lambda: ours.nms(boxes, scores, 0.7), reps),
-               median_time(lambda: torchvision.ops.nms(boxes, scores, 0.7), reps), "torchvision.ops.nms", "<= 1.0")
+        report("nms (6000 boxes, iou 0.7)", lambda: ours.nms(boxes, scores, 0.7),
+               lambda: torchvision.ops.nms(boxes, scores, 0.7), reps, "torchvision.ops.nms", "<= 1.0")
         idxs = torch.randint(0, 80, (5000,), generator=g)
         b5, s5 = boxes[:5000], scores[:5000]
-        report("batched_nms (5000 boxes, 80 classes, 0.5)", median_time(lambda: ours.batched_nms(b5, s5, idxs, 0.5), reps),
-               median_time(lambda: torchvision.ops.batched_nms(b5, s5, idxs, 0.5), reps), "torchvision batched_nms",
+        report("batched_nms (5000 boxes, 80 classes, 0.5)", lambda: ours.batched_nms(b5, s5, idxs, 0.5),
+               lambda: torchvision.ops.batched_nms(b5, s5, idxs, 0.5), reps, "torchvision batched_nms",
                "<= 1.0")
 
         # RoIAlign: Faster R-CNN box head, 2 images x 512 RoIs on a stride-8 256-channel map
@@ -67,12 +71,12 @@ def main() -> None:
         rb, _ = boxes_scores(1024, g)
         rois = torch.cat([torch.randint(0, 2, (1024, 1), generator=g).float(), rb], 1)
         report("roi_align (1024 RoIs, 256ch, 7x7, sr 2)",
-               median_time(lambda: ours.roi_align(feat, rois, 7, 0.125, 2, True), reps),
-               median_time(lambda: torchvision.ops.roi_align(feat, rois, 7, 0.125, 2, True), reps),
+               lambda: ours.roi_align(feat, rois, 7, 0.125, 2, True),
+               lambda: torchvision.ops.roi_align(feat, rois, 7, 0.125, 2, True), reps,
                "torchvision roi_align", "<= 1.0")
         report("roi_align adaptive (1024 RoIs, 256ch, 7x7, sr 0)",
-               median_time(lambda: ours.roi_align(feat, rois, 7, 0.125, 0, True), reps),
-               median_time(lambda: torchvision.ops.roi_align(feat, rois, 7, 0.125, 0, True), reps),
+               lambda: ours.roi_align(feat, rois, 7, 0.125, 0, True),
+               lambda: torchvision.ops.roi_align(feat, rois, 7, 0.125, 0, True), reps,
                "torchvision roi_align", "<= 1.0")
 
         # Deformable DETR encoder: 4 levels of a 800x1066 image (stride 8..64), 8 heads x 32, 4 points
@@ -88,16 +92,16 @@ def main() -> None:
         loc = ref[None, :, None, None, None, :] + torch.randn(1, q, 8, 4, 4, 2, generator=g) * 2.0 / wh[None, None, None, :, None, :]
         attn = torch.rand(1, q, 8, 4, 4, generator=g).softmax(-1)
         report(f"msda forward (encoder, {q} queries)",
-               median_time(lambda: ours.multi_scale_deformable_attention(value, shapes, starts, loc, attn), reps),
-               median_time(lambda: reference.multi_scale_deformable_attention(value, shapes, starts, loc, attn), reps),
+               lambda: ours.multi_scale_deformable_attention(value, shapes, starts, loc, attn),
+               lambda: reference.multi_scale_deformable_attention(value, shapes, starts, loc, attn), reps,
                "reference (PyTorch)", ">= 5x speed-up")
 
         # CornerNet: 2 images x 128 channels on a 128x128 map, all four directions
         fmap = torch.randn(2, 128, 128, 128, generator=g)
         modes = ("top", "bottom", "left", "right")
         report("corner_pool (2x128x128x128, 4 modes)",
-               median_time(lambda: [ours.corner_pool(fmap, m) for m in modes], reps),
-               median_time(lambda: [reference.corner_pool(fmap, m) for m in modes], reps),
+               lambda: [ours.corner_pool(fmap, m) for m in modes],
+               lambda: [reference.corner_pool(fmap, m) for m in modes], reps,
                "reference (PyTorch)", ">= 5x speed-up")
 
         # DCN in a ResNet stage: 2 x 256 x 50 x 68 input, 3x3, 256 -> 256
@@ -106,8 +110,8 @@ def main() -> None:
         off = torch.randn(2, 18, 50, 68, generator=g)
         mask = torch.rand(2, 9, 50, 68, generator=g)
         report("deform_conv2d v2 (2x256x50x68, 3x3)",
-               median_time(lambda: ours.deform_conv2d(x, off, w, padding=1, mask=mask), reps),
-               median_time(lambda: torchvision.ops.deform_conv2d(x, off, w, padding=1, mask=mask), reps),
+               lambda: ours.deform_conv2d(x, off, w, padding=1, mask=mask),
+               lambda: torchvision.ops.deform_conv2d(x, off, w, padding=1, mask=mask), reps,
                "torchvision deform_conv2d", "compare")
 
     # training direction: forward + backward
@@ -118,20 +122,20 @@ def main() -> None:
     def msda_train(impl):
         return lambda: impl.multi_scale_deformable_attention(value, shapes, starts, loc, attn).sum().backward()
 
-    report("msda forward+backward (encoder)", median_time(msda_train(ours), max(reps // 2, 1)),
-           median_time(msda_train(reference), max(reps // 2, 1)), "reference (PyTorch)", ">= 5x speed-up")
+    report("msda forward+backward (encoder)", msda_train(ours), msda_train(reference), max(reps // 2, 1),
+           "reference (PyTorch)", ">= 5x speed-up")
     fmap.requires_grad_()
     report("corner_pool forward+backward (4 modes)",
-           median_time(lambda: sum(ours.corner_pool(fmap, m).sum() for m in modes).backward(), reps),
-           median_time(lambda: sum(reference.corner_pool(fmap, m).sum() for m in modes).backward(), reps),
+           lambda: sum(ours.corner_pool(fmap, m).sum() for m in modes).backward(),
+           lambda: sum(reference.corner_pool(fmap, m).sum() for m in modes).backward(), reps,
            "reference (PyTorch)", ">= 5x speed-up")
     x.requires_grad_()
     w.requires_grad_()
     off.requires_grad_()
     report("deform_conv2d v2 forward+backward",
-           median_time(lambda: ours.deform_conv2d(x, off, w, padding=1, mask=mask).sum().backward(), max(reps // 2, 1)),
-           median_time(lambda: torchvision.ops.deform_conv2d(x, off, w, padding=1, mask=mask).sum().backward(),
-                       max(reps // 2, 1)), "torchvision deform_conv2d", "compare")
+           lambda: ours.deform_conv2d(x, off, w, padding=1, mask=mask).sum().backward(),
+           lambda: torchvision.ops.deform_conv2d(x, off, w, padding=1, mask=mask).sum().backward(),
+           max(reps // 2, 1), "torchvision deform_conv2d", "compare")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 CPU kernels are always compiled. CUDA kernels are compiled when a CUDA toolkit is found
 (``CUDA_HOME`` / ``nvcc``) and torch was built with CUDA, or when ``DET_OPS_CUDA_FORCE_CUDA=1``;
-``DET_OPS_CUDA_NO_CUDA=1`` disables them. torch must be importable at build time, so install
-with ``pip install --no-build-isolation ./ops-cuda``.
+``DET_OPS_CUDA_NO_CUDA=1`` disables them. The kernels are compiled against the torch installed in
+the environment the package is installed into, also under pip's build isolation (see import_torch).
 """
 
 from __future__ import annotations
@@ -35,14 +35,53 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-try:
-    import torch
-    from torch.utils import cpp_extension
-except ImportError:
-    fail(
-        "torch is not importable at build time. Install torch first, then build without "
-        "build isolation:\n    pip install --no-build-isolation ./ops-cuda"
-    )
+def target_sys_path() -> list[str]:
+    """sys.path of the interpreter running this build, as it is outside pip's build isolation.
+
+    pip isolates a build by pointing PYTHONPATH at a temporary environment, but it runs the build with
+    the interpreter of the environment being installed into. Started with -I, that interpreter ignores
+    PYTHONPATH and shows its own site-packages, including paths added by .pth files.
+    """
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run([sys.executable, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+        return json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+
+
+def import_torch() -> None:
+    """Import the torch the compiled kernels will run with.
+
+    Under build isolation the build environment has no torch. Installing a second copy there would
+    download gigabytes and could differ in version (and C++ ABI) from the installed one, so the
+    target environment's own paths are appended to sys.path instead (after the build environment's,
+    so its setuptools still wins).
+    """
+    try:
+        import torch  # noqa: F401
+        return
+    except ImportError:
+        pass
+    for path in target_sys_path():
+        if path and path not in sys.path:
+            sys.path.append(path)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        fail(
+            f"torch is not installed for {sys.executable}. Install torch into the environment first "
+            "(e.g. `pip install torch`), then `pip install ./ops-cuda`. When building a wheel with "
+            "`python -m build`, use `--no-isolation` in an environment that has torch."
+        )
+
+
+import_torch()
+import torch  # noqa: E402
+from torch.utils import cpp_extension  # noqa: E402
 
 
 def find_cxx() -> str:

@@ -36,7 +36,105 @@ inline void msda_position(const T* loc, int64_t h, int64_t w, T* y, T* x) {
 
 template <typename T>
 inline void axpy(T* out, const T* v, T a, int64_t n) {
+#pragma omp simd
   for (int64_t d = 0; d < n; ++d) out[d] += a * v[d];
+}
+
+// One pass over a corner in the MSDA backward: returns <g, v> and adds a * g to gv (the omp simd
+// reduction lets the compiler vectorise the sum).
+template <typename T>
+inline T dot_axpy(const T* g, const T* v, T* gv, T a, int64_t n) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t d = 0; d < n; ++d) {
+    acc += g[d] * v[d];
+    gv[d] += a * g[d];
+  }
+  return acc;
+}
+
+// Pointers and sizes of one MSDA call; value is [B, S, heads, C], outputs [B, Q, heads * C].
+template <typename T>
+struct MsdaArgs {
+  MsdaShape s;
+  const int64_t* hw;     // [L, 2] level heights and widths
+  const int64_t* start;  // [L] first row of each level in `value`
+  const T* value;
+  const T* loc;
+  const T* attn;
+};
+
+// Calls fn(idx, level_offset, h, w, corners) for each sampling point of query row bq (batch b) and
+// head m that touches its level's map; idx indexes attention weights and locations, level_offset
+// is the offset of the level's first value of head m.
+template <typename T, typename Fn>
+inline void for_each_sample(const MsdaArgs<T>& a, int64_t b, int64_t bq, int64_t m, Fn&& fn) {
+  const MsdaShape& s = a.s;
+  const int64_t lp_base = (bq * s.heads + m) * s.levels * s.points;
+  for (int64_t l = 0; l < s.levels; ++l) {
+    const int64_t h = a.hw[2 * l], w = a.hw[2 * l + 1];
+    const int64_t level_offset = ((b * s.spatial + a.start[l]) * s.heads + m) * s.channels;
+    for (int64_t p = 0; p < s.points; ++p) {
+      const int64_t idx = lp_base + l * s.points + p;
+      T y, x;
+      msda_position(a.loc + 2 * idx, h, w, &y, &x);
+      const PadCorners<T> pc = pad_corners<T>(h, w, y, x);
+      if (pc.any) fn(idx, level_offset, h, w, pc);
+    }
+  }
+}
+
+// Output rows [bq0, bq1) of the forward pass (one row per batch element and query).
+template <typename T>
+void msda_forward_rows(const MsdaArgs<T>& a, T* out, int64_t bq0, int64_t bq1) {
+  const MsdaShape& s = a.s;
+  const int64_t row = s.heads * s.channels;  // stride between spatial positions in `value`
+  const int64_t C = s.channels;
+  for (int64_t bq = bq0; bq < bq1; ++bq) {
+    for (int64_t m = 0; m < s.heads; ++m) {
+      T* o = out + bq * row + m * C;
+      for_each_sample(a, bq / s.queries, bq, m, [&](int64_t idx, int64_t off, int64_t, int64_t, const PadCorners<T>& pc) {
+        const T* vl = a.value + off;
+        const T at = a.attn[idx];
+        if (pc.ok1) axpy(o, vl + pc.p1 * row, at * pc.w1, C);
+        if (pc.ok2) axpy(o, vl + pc.p2 * row, at * pc.w2, C);
+        if (pc.ok3) axpy(o, vl + pc.p3 * row, at * pc.w3, C);
+        if (pc.ok4) axpy(o, vl + pc.p4 * row, at * pc.w4, C);
+      });
+    }
+  }
+}
+
+// Backward for tasks [t0, t1); task t = (batch b, head m) owns grad_value[b, :, m, :] and the
+// location and attention gradients of every query of that head, so no two threads share memory.
+template <typename T>
+void msda_backward_tasks(const MsdaArgs<T>& a, const T* grad_out, T* gv, T* gl, T* ga, int64_t t0, int64_t t1) {
+  const MsdaShape& s = a.s;
+  const int64_t row = s.heads * s.channels;
+  const int64_t C = s.channels;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t b = t / s.heads, m = t % s.heads;
+    for (int64_t q = 0; q < s.queries; ++q) {
+      const int64_t bq = b * s.queries + q;
+      const T* g = grad_out + bq * row + m * C;
+      for_each_sample(a, b, bq, m, [&](int64_t idx, int64_t off, int64_t h, int64_t w, const PadCorners<T>& pc) {
+        const T* vl = a.value + off;
+        T* gvl = gv + off;
+        const T at = a.attn[idx];
+        // The sample is sum_i w_i v_i over the in-map corners, so every gradient follows from
+        // the four dot products <grad_out, v_i>.
+        const T d1 = pc.ok1 ? dot_axpy(g, vl + pc.p1 * row, gvl + pc.p1 * row, at * pc.w1, C) : (T)0;
+        const T d2 = pc.ok2 ? dot_axpy(g, vl + pc.p2 * row, gvl + pc.p2 * row, at * pc.w2, C) : (T)0;
+        const T d3 = pc.ok3 ? dot_axpy(g, vl + pc.p3 * row, gvl + pc.p3 * row, at * pc.w3, C) : (T)0;
+        const T d4 = pc.ok4 ? dot_axpy(g, vl + pc.p4 * row, gvl + pc.p4 * row, at * pc.w4, C) : (T)0;
+        const T g_y = pc.hx * (d3 - d1) + pc.lx * (d4 - d2);
+        const T g_x = pc.hy * (d2 - d1) + pc.ly * (d4 - d3);
+        ga[idx] = pc.w1 * d1 + pc.w2 * d2 + pc.w3 * d3 + pc.w4 * d4;
+        gl[2 * idx] = g_x * at * (T)w;
+        gl[2 * idx + 1] = g_y * at * (T)h;
+      });
+    }
+  }
 }
 
 }  // namespace
@@ -51,39 +149,12 @@ at::Tensor msda_forward_cpu(const at::Tensor& value_in, const at::Tensor& shapes
   MsdaShape s = msda_shape(value, shapes, loc, attn);
   at::Tensor output = at::zeros({s.batch, s.queries, s.heads * s.channels}, value.options());
   if (output.numel() == 0) return output;
-  const int64_t* hw = shapes.data_ptr<int64_t>();
-  const int64_t* st = start.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "msda_forward_cpu", [&] {
-    const scalar_t* val = value.data_ptr<scalar_t>();
-    const scalar_t* lp = loc.data_ptr<scalar_t>();
-    const scalar_t* ap = attn.data_ptr<scalar_t>();
+    MsdaArgs<scalar_t> args{s, shapes.data_ptr<int64_t>(), start.data_ptr<int64_t>(), value.data_ptr<scalar_t>(),
+                            loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>()};
     scalar_t* out = output.data_ptr<scalar_t>();
-    const int64_t row = s.heads * s.channels;  // stride between spatial positions in `value`
-    at::parallel_for(0, s.batch * s.queries, 8, [&](int64_t i0, int64_t i1) {
-      for (int64_t bq = i0; bq < i1; ++bq) {
-        const int64_t b = bq / s.queries;
-        for (int64_t m = 0; m < s.heads; ++m) {
-          scalar_t* o = out + bq * row + m * s.channels;
-          const int64_t lp_base = (bq * s.heads + m) * s.levels * s.points;
-          for (int64_t l = 0; l < s.levels; ++l) {
-            const int64_t h = hw[2 * l], w = hw[2 * l + 1];
-            const scalar_t* vl = val + ((b * s.spatial + st[l]) * s.heads + m) * s.channels;
-            for (int64_t p = 0; p < s.points; ++p) {
-              const int64_t idx = lp_base + l * s.points + p;
-              scalar_t y, x;
-              msda_position(lp + 2 * idx, h, w, &y, &x);
-              PadCorners<scalar_t> pc = pad_corners<scalar_t>(h, w, y, x);
-              if (!pc.any) continue;
-              const scalar_t a = ap[idx];
-              if (pc.ok1) axpy(o, vl + pc.p1 * row, a * pc.w1, s.channels);
-              if (pc.ok2) axpy(o, vl + pc.p2 * row, a * pc.w2, s.channels);
-              if (pc.ok3) axpy(o, vl + pc.p3 * row, a * pc.w3, s.channels);
-              if (pc.ok4) axpy(o, vl + pc.p4 * row, a * pc.w4, s.channels);
-            }
-          }
-        }
-      }
-    });
+    at::parallel_for(0, s.batch * s.queries, 8,
+                     [&](int64_t i0, int64_t i1) { msda_forward_rows<scalar_t>(args, out, i0, i1); });
   });
   return output;
 }
@@ -102,60 +173,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tenso
   at::Tensor grad_loc = at::zeros_like(loc);
   at::Tensor grad_attn = at::zeros_like(attn);
   if (grad.numel() == 0 || value.numel() == 0) return std::make_tuple(grad_value, grad_loc, grad_attn);
-  const int64_t* hw = shapes.data_ptr<int64_t>();
-  const int64_t* st = start.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "msda_backward_cpu", [&] {
-    const scalar_t* val = value.data_ptr<scalar_t>();
-    const scalar_t* lp = loc.data_ptr<scalar_t>();
-    const scalar_t* ap = attn.data_ptr<scalar_t>();
+    MsdaArgs<scalar_t> args{s, shapes.data_ptr<int64_t>(), start.data_ptr<int64_t>(), value.data_ptr<scalar_t>(),
+                            loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>()};
     const scalar_t* go = grad.data_ptr<scalar_t>();
     scalar_t* gv = grad_value.data_ptr<scalar_t>();
     scalar_t* gl = grad_loc.data_ptr<scalar_t>();
     scalar_t* ga = grad_attn.data_ptr<scalar_t>();
-    const int64_t row = s.heads * s.channels;
-    const int64_t C = s.channels;
-    // One task per (batch, head): it owns grad_value[b, :, m, :] and all its query gradients.
     at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b = t / s.heads, m = t % s.heads;
-        for (int64_t q = 0; q < s.queries; ++q) {
-          const int64_t bq = b * s.queries + q;
-          const scalar_t* g = go + bq * row + m * C;
-          const int64_t lp_base = (bq * s.heads + m) * s.levels * s.points;
-          for (int64_t l = 0; l < s.levels; ++l) {
-            const int64_t h = hw[2 * l], w = hw[2 * l + 1];
-            const int64_t vl_off = ((b * s.spatial + st[l]) * s.heads + m) * C;
-            const scalar_t* vl = val + vl_off;
-            scalar_t* gvl = gv + vl_off;
-            for (int64_t p = 0; p < s.points; ++p) {
-              const int64_t idx = lp_base + l * s.points + p;
-              scalar_t y, x;
-              msda_position(lp + 2 * idx, h, w, &y, &x);
-              PadCorners<scalar_t> pc = pad_corners<scalar_t>(h, w, y, x);
-              if (!pc.any) continue;
-              const scalar_t a = ap[idx];
-              scalar_t g_attn = 0, g_y = 0, g_x = 0;
-              for (int64_t d = 0; d < C; ++d) {
-                const scalar_t v1 = pc.ok1 ? vl[pc.p1 * row + d] : (scalar_t)0;
-                const scalar_t v2 = pc.ok2 ? vl[pc.p2 * row + d] : (scalar_t)0;
-                const scalar_t v3 = pc.ok3 ? vl[pc.p3 * row + d] : (scalar_t)0;
-                const scalar_t v4 = pc.ok4 ? vl[pc.p4 * row + d] : (scalar_t)0;
-                const scalar_t sample = pc.w1 * v1 + pc.w2 * v2 + pc.w3 * v3 + pc.w4 * v4;
-                g_attn += g[d] * sample;
-                g_y += g[d] * (pc.hx * (v3 - v1) + pc.lx * (v4 - v2));
-                g_x += g[d] * (pc.hy * (v2 - v1) + pc.ly * (v4 - v3));
-              }
-              if (pc.ok1) axpy(gvl + pc.p1 * row, g, a * pc.w1, C);
-              if (pc.ok2) axpy(gvl + pc.p2 * row, g, a * pc.w2, C);
-              if (pc.ok3) axpy(gvl + pc.p3 * row, g, a * pc.w3, C);
-              if (pc.ok4) axpy(gvl + pc.p4 * row, g, a * pc.w4, C);
-              ga[idx] = g_attn;
-              gl[2 * idx] = g_x * a * (scalar_t)w;
-              gl[2 * idx + 1] = g_y * a * (scalar_t)h;
-            }
-          }
-        }
-      }
+      msda_backward_tasks<scalar_t>(args, go, gv, gl, ga, t0, t1);
     });
   });
   return std::make_tuple(grad_value, grad_loc, grad_attn);
@@ -233,48 +259,74 @@ at::Tensor corner_pool_forward_cpu(const at::Tensor& input_in, int64_t mode) {
 at::Tensor corner_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor& input_in, int64_t mode) {
   at::Tensor input = input_in.contiguous();
   at::Tensor grad = grad_in.contiguous();
-  at::Tensor grad_input = at::zeros_like(input);
+  at::Tensor grad_input = at::empty_like(input);  // every element is written below
   if (input.numel() == 0) return grad_input;
   const int64_t planes = input.size(0) * input.size(1), H = input.size(2), W = input.size(3);
   ScanGeom g = scan_geom(H, W, mode);
+  // Each output's gradient goes to the element holding the running max at that point of the
+  // scan (on ties the most recently scanned element wins, as in torch.cummax). Two passes per
+  // line: in scan order, mark the elements that take over the running max; against scan order,
+  // sum the output gradients and hand the sum to each marked element as it is reached.
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "corner_pool_backward_cpu", [&] {
     const scalar_t* in = input.data_ptr<scalar_t>();
     const scalar_t* go = grad.data_ptr<scalar_t>();
     scalar_t* gi = grad_input.data_ptr<scalar_t>();
     const bool vertical = mode == kTop || mode == kBottom;
     at::parallel_for(0, planes, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<int64_t> arg(vertical ? W : 0);
-      std::vector<scalar_t> cur(vertical ? W : 0);
+      std::vector<uint8_t> takes_over(vertical ? H * W : W);
+      std::vector<scalar_t> run(vertical ? W : 0), acc(vertical ? W : 0);
       for (int64_t p = p0; p < p1; ++p) {
         const scalar_t* src = in + p * H * W;
         const scalar_t* g_out = go + p * H * W;
         scalar_t* g_in = gi + p * H * W;
-        // Route each output's gradient to the element holding the running max; on ties the most
-        // recently scanned element wins (torch.cummax convention).
         if (vertical) {
-          // Scan rows (contiguous) keeping one running max and argmax row per column.
-          for (int64_t k = 0; k < H; ++k) {
-            const int64_t r = g.reverse ? H - 1 - k : k;
+          // Whole rows at a time (contiguous), one running max and one gradient sum per column.
+          const int64_t first = g.reverse ? H - 1 : 0, dir = g.reverse ? -1 : 1;
+          uint8_t* flags = takes_over.data();
+          std::copy(src + first * W, src + first * W + W, run.data());
+          std::fill(flags + first * W, flags + first * W + W, 1);
+          for (int64_t k = 1; k < H; ++k) {
+            const int64_t r = first + dir * k;
             const scalar_t* s = src + r * W;
+            uint8_t* f = flags + r * W;
             for (int64_t j = 0; j < W; ++j) {
-              if (k == 0 || s[j] >= cur[j]) {
-                cur[j] = s[j];
-                arg[j] = r;
-              }
-              g_in[arg[j] * W + j] += g_out[r * W + j];
+              const bool take = s[j] >= run[j];
+              f[j] = take;
+              run[j] = take ? s[j] : run[j];
+            }
+          }
+          std::fill(acc.begin(), acc.end(), (scalar_t)0);
+          for (int64_t k = H - 1; k >= 0; --k) {
+            const int64_t r = first + dir * k;
+            const uint8_t* f = flags + r * W;
+            const scalar_t* go_r = g_out + r * W;
+            scalar_t* gi_r = g_in + r * W;
+            for (int64_t j = 0; j < W; ++j) {
+              const scalar_t sum = acc[j] + go_r[j];
+              gi_r[j] = f[j] ? sum : (scalar_t)0;
+              acc[j] = f[j] ? (scalar_t)0 : sum;
             }
           }
         } else {
+          uint8_t* f = takes_over.data();
           for (int64_t i = 0; i < H; ++i) {
-            int64_t a = -1;
-            scalar_t c = 0;
-            for (int64_t k = 0; k < W; ++k) {
-              const int64_t j = g.reverse ? W - 1 - k : k;
-              if (a < 0 || src[i * W + j] >= c) {
-                c = src[i * W + j];
-                a = j;
-              }
-              g_in[i * W + a] += g_out[i * W + j];
+            const scalar_t* s = src + i * W;
+            const scalar_t* go_r = g_out + i * W;
+            scalar_t* gi_r = g_in + i * W;
+            const int64_t first = g.reverse ? W - 1 : 0, dir = g.reverse ? -1 : 1;
+            scalar_t cur = s[first];
+            f[first] = 1;
+            for (int64_t k = 1; k < W; ++k) {
+              const int64_t j = first + dir * k;
+              f[j] = s[j] >= cur;
+              cur = f[j] ? s[j] : cur;
+            }
+            scalar_t sum = 0;
+            for (int64_t k = W - 1; k >= 0; --k) {
+              const int64_t j = first + dir * k;
+              sum += go_r[j];
+              gi_r[j] = f[j] ? sum : (scalar_t)0;
+              sum = f[j] ? (scalar_t)0 : sum;
             }
           }
         }
