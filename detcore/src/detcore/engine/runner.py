@@ -126,18 +126,30 @@ def _as_float32(predictions: Sequence[Instances]) -> list[Instances]:
 
 
 def resolve_pipelines(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of ``cfg`` where a dataset's ``pipeline = "name"`` is replaced by the top-level list ``name``."""
+    """Copy of ``cfg`` where a dataset's ``pipeline = "name"`` is replaced by the top-level list ``name``.
+
+    Inner datasets of wrappers (``dataset = {...}``, ``datasets = [...]``) are resolved too.
+    """
     cfg = copy.deepcopy(dict(cfg))
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        loader = cfg.get(key)
-        if not isinstance(loader, Mapping) or not isinstance(loader.get("dataset"), Mapping):
-            continue
-        dataset = loader["dataset"]
+
+    def resolve(dataset: Any, where: str) -> None:
+        if not isinstance(dataset, dict):
+            return
         ref = dataset.get("pipeline")
         if isinstance(ref, str):
             if not isinstance(cfg.get(ref), list):
-                raise ConfigError(f"{key}.dataset.pipeline names {ref!r}, which is not a top-level list in the config")
+                raise ConfigError(f"{where}.pipeline names {ref!r}, which is not a top-level list in the config")
             dataset["pipeline"] = copy.deepcopy(cfg[ref])
+        resolve(dataset.get("dataset"), f"{where}.dataset")
+        inner = dataset.get("datasets")
+        if isinstance(inner, list):
+            for i, child in enumerate(inner):
+                resolve(child, f"{where}.datasets[{i}]")
+
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(key)
+        if isinstance(loader, Mapping):
+            resolve(loader.get("dataset"), f"{key}.dataset")
     return cfg
 
 

@@ -47,8 +47,10 @@ def browse_dataset_command(args: argparse.Namespace) -> int:
     from detcore.config import load_config
     from detcore.errors import ConfigError
 
-    cfg = load_config(args.config, args.overrides)
-    dataset_cfg = cfg.get_path("train_dataloader.dataset")
+    from detcore.engine.runner import resolve_pipelines
+
+    cfg = resolve_pipelines(load_config(args.config, args.overrides))
+    dataset_cfg = (cfg.get("train_dataloader") or {}).get("dataset")
     if not isinstance(dataset_cfg, dict):
         raise ConfigError(f"{args.config}: no [train_dataloader.dataset] table to browse")
     written = browse_dataset(dataset_cfg, args.out_dir, args.num)
