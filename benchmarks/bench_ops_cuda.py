@@ -9,8 +9,6 @@ Run: python benchmarks/bench_ops_cuda.py [--quick]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -18,19 +16,7 @@ import torchvision
 
 from det_ops_cuda import backend as ours
 from detcore.ops import reference
-
-
-def paired_times(fn_ours: Callable[[], object], fn_base: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median times of two functions run alternately, so that a change in machine load hits both alike."""
-    fn_ours()
-    fn_base()
-    t_ours, t_base = [], []
-    for _ in range(repeats):
-        for fn, times in ((fn_ours, t_ours), (fn_base, t_base)):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(t_ours), statistics.median(t_base)
+from timing import paired_times
 
 
 def report(name: str, fn_ours: Callable[[], object], fn_base: Callable[[], object], repeats: int, baseline: str,

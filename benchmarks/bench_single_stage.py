@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from typing import Callable
 
 import torch
@@ -28,6 +26,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from detcore.config import load_config
 from detcore.registry import build, get_component
 from detcore.structures import Batch, ImageMeta, Instances
+from timing import paired_times
 
 ARCHS = {
     "retinanet": ("retinanet_resnet50_fpn_torchvision", "torchvision.retinanet_resnet50_fpn"),
@@ -68,17 +67,6 @@ def torchvision_detect(tv: nn.Module, images: ImageList) -> list[dict[str, torch
     return tv.postprocess_detections(split, split_anchors, images.image_sizes)
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def matched_fraction(ref: dict[str, torch.Tensor], ours: Instances) -> float:
     """Share of reference detections with a same-label detection of IoU >= 0.99 and score within 1e-3."""
     if len(ref["boxes"]) == 0:
@@ -114,8 +102,11 @@ def bench_inference(arch: str, repeats: int) -> float:
         optimised = fast.predict(batch)
         reference = torchvision_detect(tv, image_list)
         parity = matched_fraction(reference[0], optimised[0])
-        t_tv = timed(lambda: torchvision_detect(tv, image_list), repeats)
-        t_ours = timed(lambda: fast.predict(batch), repeats)
+        t_ours, t_tv = paired_times(
+            lambda: fast.predict(batch),
+            lambda: torchvision_detect(tv, image_list),
+            repeats,
+        )
     print(f"{arch:9s} inference 800x1333: torchvision {t_tv * 1000:7.0f} ms  detcore {t_ours * 1000:7.0f} ms  "
           f"ratio {t_ours / t_tv:.2f}  (detections matched {parity:.3f}, {len(reference[0]['boxes'])} dets)")
     return t_ours / t_tv
@@ -157,8 +148,11 @@ def bench_training(arch: str, size: int, repeats: int) -> float:
     ours.train()
     tv_opt = torch.optim.SGD([p for p in tv.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     our_opt = torch.optim.SGD([p for p in ours.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-    t_tv = timed(lambda: step(tv, tv_losses, tv_opt), repeats)
-    t_ours = timed(lambda: step(ours, lambda: ours.loss(batch), our_opt), repeats)
+    t_ours, t_tv = paired_times(
+        lambda: step(ours,
+        lambda: ours.loss(batch), our_opt), lambda: step(tv, tv_losses, tv_opt),
+        repeats,
+    )
     print(f"{arch:9s} train step 2x{size}x{size}: torchvision {t_tv * 1000:7.0f} ms  detcore {t_ours * 1000:7.0f} ms  "
           f"ratio {t_ours / t_tv:.2f}")
     return t_ours / t_tv

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from typing import Callable
 
 import torch
@@ -27,6 +25,7 @@ from torchvision.ops import FrozenBatchNorm2d, box_iou
 from detcore.config import load_config
 from detcore.registry import build, get_component
 from detcore.structures import Batch, ImageMeta, Instances
+from timing import paired_times
 
 CONFIG = "faster_rcnn_resnet50_fpn_torchvision"
 CONVERTER = "torchvision.fasterrcnn_resnet50_fpn"
@@ -58,17 +57,6 @@ def torchvision_detect(tv: nn.Module, images: ImageList) -> list[dict[str, torch
     proposals, _ = tv.rpn(images, features)
     detections, _ = tv.roi_heads(features, proposals, images.image_sizes)
     return detections
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def matched_fraction(ref: dict[str, torch.Tensor], ours: Instances) -> float:
@@ -103,8 +91,11 @@ def bench_inference(repeats: int) -> float:
         reference = torchvision_detect(tv, image_list)
         parity = matched_fraction(reference[0], plain_dets[0])
         parity_fast = matched_fraction(reference[0], fast_dets[0])
-        t_tv = timed(lambda: torchvision_detect(tv, image_list), repeats)
-        t_ours = timed(lambda: fast.predict(batch, rescale=False), repeats)
+        t_ours, t_tv = paired_times(
+            lambda: fast.predict(batch, rescale=False),
+            lambda: torchvision_detect(tv, image_list),
+            repeats,
+        )
     print(f"faster_rcnn inference {tuple(batch.images.shape[-2:])}: torchvision {t_tv * 1000:7.0f} ms  "
           f"detcore {t_ours * 1000:7.0f} ms  ratio {t_ours / t_tv:.2f}  (target <= 0.8; "
           f"{len(reference[0]['boxes'])} torchvision detections matched: {parity:.3f} plain, {parity_fast:.3f} optimised)")
@@ -145,8 +136,11 @@ def bench_training(size: int, repeats: int) -> float:
     ours.train()
     tv_opt = torch.optim.SGD([p for p in tv.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     our_opt = torch.optim.SGD([p for p in ours.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-    t_tv = timed(lambda: step(tv_losses, tv_opt), repeats)
-    t_ours = timed(lambda: step(lambda: ours.loss(batch), our_opt), repeats)
+    t_ours, t_tv = paired_times(
+        lambda: step(lambda: ours.loss(batch), our_opt),
+        lambda: step(tv_losses, tv_opt),
+        repeats,
+    )
     print(f"faster_rcnn train step 2x{size}x{size}: torchvision {t_tv * 1000:7.0f} ms  detcore {t_ours * 1000:7.0f} ms  "
           f"ratio {t_ours / t_tv:.2f}  (target <= 1.0)")
     return t_ours / t_tv
