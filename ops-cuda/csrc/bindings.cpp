@@ -57,15 +57,17 @@ at::Tensor roi_pool_backward(const at::Tensor& grad, const at::Tensor& argmax, c
 
 at::Tensor deform_roi_pool_forward(const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,
                                    bool use_offset, double scale, int64_t ph, int64_t pw, int64_t sampling,
-                                   double gamma) {
-  DET_DISPATCH(deform_roi_pool_forward, input, input, rois, offset, use_offset, scale, ph, pw, sampling, gamma);
+                                   double gamma, bool aligned) {
+  DET_DISPATCH(deform_roi_pool_forward, input, input, rois, offset, use_offset, scale, ph, pw, sampling, gamma,
+               aligned);
 }
 
 std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward(const at::Tensor& grad, const at::Tensor& input,
                                                             const at::Tensor& rois, const at::Tensor& offset,
                                                             bool use_offset, double scale, int64_t ph, int64_t pw,
-                                                            int64_t sampling, double gamma) {
-  DET_DISPATCH(deform_roi_pool_backward, grad, grad, input, rois, offset, use_offset, scale, ph, pw, sampling, gamma);
+                                                            int64_t sampling, double gamma, bool aligned) {
+  DET_DISPATCH(deform_roi_pool_backward, grad, grad, input, rois, offset, use_offset, scale, ph, pw, sampling, gamma,
+               aligned);
 }
 
 at::Tensor deform_conv_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,

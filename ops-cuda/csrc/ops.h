@@ -34,11 +34,11 @@ enum CornerMode : int64_t { kTop = 0, kBottom = 1, kLeft = 2, kRight = 3 };
   at::Tensor deform_roi_pool_forward_##suffix(const at::Tensor& input, const at::Tensor& rois,               \
                                               const at::Tensor& offset, bool use_offset, double spatial_scale, \
                                               int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,    \
-                                              double gamma);                                                 \
+                                              double gamma, bool aligned);                                   \
   std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward_##suffix(                                      \
       const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois, const at::Tensor& offset,     \
       bool use_offset, double spatial_scale, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,     \
-      double gamma);                                                                                         \
+      double gamma, bool aligned);                                                                           \
   at::Tensor deform_conv_forward_##suffix(const at::Tensor& input, const at::Tensor& weight,                 \
                                           const at::Tensor& offset, const at::Tensor& mask, bool use_mask,   \
                                           int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,  \

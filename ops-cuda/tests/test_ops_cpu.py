@@ -174,17 +174,18 @@ def test_roi_pool(gen) -> None:
     assert B.roi_pool(x, rois[:0], 7).shape == (0, 4, 7, 7)
 
 
+@pytest.mark.parametrize("aligned", [True, False])
 @pytest.mark.parametrize("sampling_ratio", [0, 2])
-def test_deform_roi_pool(gen, sampling_ratio: int) -> None:
+def test_deform_roi_pool(gen, sampling_ratio: int, aligned: bool) -> None:
     x = torch.randn(2, 4, 12, 14, generator=gen, dtype=torch.float64, requires_grad=True)
     rois = random_rois(6, 2, 24, gen, torch.float64)
     offset = (torch.randn(6, 2, 3, 3, generator=gen, dtype=torch.float64) * 0.7).requires_grad_()
-    fn_ours = lambda x, o: B.deform_roi_pool(x, rois, o, 3, 0.5, sampling_ratio, 0.1)  # noqa: E731
-    fn_ref = lambda x, o: R.deform_roi_pool(x, rois, o, 3, 0.5, sampling_ratio, 0.1)  # noqa: E731
+    fn_ours = lambda x, o: B.deform_roi_pool(x, rois, o, 3, 0.5, sampling_ratio, 0.1, aligned)  # noqa: E731
+    fn_ref = lambda x, o: R.deform_roi_pool(x, rois, o, 3, 0.5, sampling_ratio, 0.1, aligned)  # noqa: E731
     parity(fn_ours, fn_ref, [x, offset])
     assert gradcheck(fn_ours, (x, offset), eps=1e-6, atol=1e-5, fast_mode=True)
-    no_offset = B.deform_roi_pool(x, rois, None, 3, 0.5, sampling_ratio)
-    assert_close(no_offset, R.roi_align(x, rois, 3, 0.5, sampling_ratio, aligned=False), atol=1e-10, rtol=1e-8)
+    no_offset = B.deform_roi_pool(x, rois, None, 3, 0.5, sampling_ratio, aligned=aligned)
+    assert_close(no_offset, R.roi_align(x, rois, 3, 0.5, sampling_ratio, aligned=aligned), atol=1e-10, rtol=1e-8)
     assert B.deform_roi_pool(x, rois[:0], offset[:0], 3).shape == (0, 4, 3, 3)
 
 

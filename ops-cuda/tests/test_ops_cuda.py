@@ -69,8 +69,9 @@ def test_roi_pool_and_deform_roi_pool(gen) -> None:
     rois = random_rois(12, 2, 22, gen, torch.float64)
     offset = torch.randn(12, 2, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     cuda_vs_reference(lambda t, r: B.roi_pool(t, r, 3, 0.5), lambda t, r: R.roi_pool(t, r, 3, 0.5), [x, rois])
-    cuda_vs_reference(lambda t, r, o: B.deform_roi_pool(t, r, o, 3, 0.5, 2),
-                      lambda t, r, o: R.deform_roi_pool(t, r, o, 3, 0.5, 2), [x, rois, offset])
+    for aligned in (True, False):
+        cuda_vs_reference(lambda t, r, o: B.deform_roi_pool(t, r, o, 3, 0.5, 2, 0.1, aligned),
+                          lambda t, r, o: R.deform_roi_pool(t, r, o, 3, 0.5, 2, 0.1, aligned), [x, rois, offset])
 
 
 @pytest.mark.parametrize("modulated", [False, True])

@@ -123,23 +123,27 @@ def test_roi_pool_matches_naive_loop():
     torch.testing.assert_close(got, expected)
 
 
-def test_deform_roi_pool_zero_offset_is_roi_align_unaligned():
+def test_deform_roi_pool_zero_offset_is_roi_align():
     x = torch.rand(2, 3, 12, 12)
     rois = make_rois(7, 2, 24, torch.float32)
-    expected = torchvision.ops.roi_align(x, rois, 3, 0.5, 0, aligned=False)
-    torch.testing.assert_close(ops.deform_roi_pool(x, rois, None, 3, 0.5), expected)
-    torch.testing.assert_close(ops.deform_roi_pool(x, rois, torch.zeros(7, 2, 3, 3), 3, 0.5), expected)
+    # default aligned=True: mmcv's DeformRoIPool (half-pixel shift, no minimum RoI size)
+    for aligned in (True, False):
+        expected = torchvision.ops.roi_align(x, rois, 3, 0.5, 0, aligned=aligned)
+        kwargs = {} if aligned else {"aligned": False}
+        torch.testing.assert_close(ops.deform_roi_pool(x, rois, None, 3, 0.5, **kwargs), expected)
+        torch.testing.assert_close(ops.deform_roi_pool(x, rois, torch.zeros(7, 2, 3, 3), 3, 0.5, **kwargs), expected)
 
 
+@pytest.mark.parametrize("aligned", [True, False])
 @pytest.mark.parametrize("sampling_ratio", [0, 2])
-def test_deform_roi_pool_matches_naive_loop(sampling_ratio):
+def test_deform_roi_pool_matches_naive_loop(sampling_ratio, aligned):
     x = torch.randn(2, 3, 10, 10, dtype=torch.float64)
     rois = make_rois(5, 2, 20)
     offset = torch.randn(5, 2, 3, 2, dtype=torch.float64)
-    got = ops.deform_roi_pool(x, rois, offset, (3, 2), 0.5, sampling_ratio, gamma=0.3)
-    expected = naive_pool(x, rois, (3, 2), 0.5, sampling_ratio, False, "avg", offset, 0.3)
+    got = ops.deform_roi_pool(x, rois, offset, (3, 2), 0.5, sampling_ratio, gamma=0.3, aligned=aligned)
+    expected = naive_pool(x, rois, (3, 2), 0.5, sampling_ratio, aligned, "avg", offset, 0.3)
     torch.testing.assert_close(got, expected)
-    assert not torch.allclose(got, ops.deform_roi_pool(x, rois, None, (3, 2), 0.5, sampling_ratio))
+    assert not torch.allclose(got, ops.deform_roi_pool(x, rois, None, (3, 2), 0.5, sampling_ratio, aligned=aligned))
 
 
 def test_gradcheck_max_and_deform():

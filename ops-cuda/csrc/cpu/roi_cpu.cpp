@@ -263,7 +263,8 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad_in, const at::Tensor& ar
 
 at::Tensor deform_roi_pool_forward_cpu(const at::Tensor& input_in, const at::Tensor& rois_in,
                                        const at::Tensor& offset_in, bool use_offset, double spatial_scale,
-                                       int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, double gamma) {
+                                       int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, double gamma,
+                                       bool aligned) {
   check_rois(input_in, rois_in);
   at::Tensor input = input_in.contiguous();
   at::Tensor rois = rois_in.to(input.scalar_type()).contiguous();
@@ -282,7 +283,7 @@ at::Tensor deform_roi_pool_forward_cpu(const at::Tensor& input_in, const at::Ten
       std::vector<RoiCorners<scalar_t>> samples;
       std::vector<scalar_t> sy(bins, 0), sx(bins, 0);
       for (int64_t k = k0; k < k1; ++k) {
-        RoiGeom<scalar_t> g = roi_geometry<scalar_t>(r + 5 * k, (scalar_t)spatial_scale, false, pooled_h, pooled_w,
+        RoiGeom<scalar_t> g = roi_geometry<scalar_t>(r + 5 * k, (scalar_t)spatial_scale, aligned, pooled_h, pooled_w,
                                                      sampling_ratio);
         if (off) {
           for (int b = 0; b < bins; ++b) {
@@ -311,7 +312,7 @@ std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward_cpu(const at::Tensor
                                                                 const at::Tensor& rois_in, const at::Tensor& offset_in,
                                                                 bool use_offset, double spatial_scale,
                                                                 int64_t pooled_h, int64_t pooled_w,
-                                                                int64_t sampling_ratio, double gamma) {
+                                                                int64_t sampling_ratio, double gamma, bool aligned) {
   check_rois(input_in, rois_in);
   at::Tensor input = input_in.contiguous();
   at::Tensor grad = grad_in.contiguous();
@@ -334,7 +335,7 @@ std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward_cpu(const at::Tensor
     // Samples of RoI k (with its offsets applied); also returns its geometry.
     auto roi_state = [&](int64_t k, std::vector<RoiCorners<scalar_t>>& samples, std::vector<scalar_t>& sy,
                          std::vector<scalar_t>& sx) {
-      RoiGeom<scalar_t> g = roi_geometry<scalar_t>(r + 5 * k, scale, false, pooled_h, pooled_w, sampling_ratio);
+      RoiGeom<scalar_t> g = roi_geometry<scalar_t>(r + 5 * k, scale, aligned, pooled_h, pooled_w, sampling_ratio);
       if (off) {
         for (int b = 0; b < bins; ++b) {
           sx[b] = gam * g.roi_w * off[(k * 2 + 0) * bins + b];

@@ -141,11 +141,11 @@ __device__ __forceinline__ void bin_shift(const T* off, const RoiGeom<T>& g, int
 template <typename T>
 __global__ void deform_roi_pool_fwd(int64_t total, const T* in, const T* rois, const T* off, T* out, T scale,
                                     int channels, int height, int width, int pooled_h, int pooled_w, int sampling,
-                                    T gamma) {
+                                    T gamma, bool aligned) {
   DET_CUDA_LOOP(idx, total) {
     const int pw = idx % pooled_w, ph = (idx / pooled_w) % pooled_h;
     const int64_t c = (idx / pooled_w / pooled_h) % channels, k = idx / pooled_w / pooled_h / channels;
-    const RoiGeom<T> g = roi_geometry<T>(rois + 5 * k, scale, false, pooled_h, pooled_w, sampling);
+    const RoiGeom<T> g = roi_geometry<T>(rois + 5 * k, scale, aligned, pooled_h, pooled_w, sampling);
     T dy, dx;
     bin_shift(off, g, k, ph * pooled_w + pw, pooled_h * pooled_w, gamma, &dy, &dx);
     int ay, ax;
@@ -157,11 +157,11 @@ __global__ void deform_roi_pool_fwd(int64_t total, const T* in, const T* rois, c
 template <typename T>
 __global__ void deform_roi_pool_bwd(int64_t total, const T* grad, const T* in, const T* rois, const T* off,
                                     T* grad_in, T* grad_off, T scale, int channels, int height, int width,
-                                    int pooled_h, int pooled_w, int sampling, T gamma) {
+                                    int pooled_h, int pooled_w, int sampling, T gamma, bool aligned) {
   DET_CUDA_LOOP(idx, total) {
     const int pw = idx % pooled_w, ph = (idx / pooled_w) % pooled_h;
     const int64_t c = (idx / pooled_w / pooled_h) % channels, k = idx / pooled_w / pooled_h / channels;
-    const RoiGeom<T> g = roi_geometry<T>(rois + 5 * k, scale, false, pooled_h, pooled_w, sampling);
+    const RoiGeom<T> g = roi_geometry<T>(rois + 5 * k, scale, aligned, pooled_h, pooled_w, sampling);
     const int bins = pooled_h * pooled_w, bin = ph * pooled_w + pw;
     T dy, dx;
     bin_shift(off, g, k, bin, bins, gamma, &dy, &dx);
@@ -277,7 +277,8 @@ at::Tensor roi_pool_backward_cuda(const at::Tensor& grad_in, const at::Tensor& a
 
 at::Tensor deform_roi_pool_forward_cuda(const at::Tensor& input_in, const at::Tensor& rois_in,
                                         const at::Tensor& offset_in, bool use_offset, double spatial_scale,
-                                        int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, double gamma) {
+                                        int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, double gamma,
+                                        bool aligned) {
   check_rois(input_in, rois_in);
   c10::cuda::CUDAGuard guard(input_in.device());
   at::Tensor input = input_in.contiguous();
@@ -290,7 +291,7 @@ at::Tensor deform_roi_pool_forward_cuda(const at::Tensor& input_in, const at::Te
     deform_roi_pool_fwd<scalar_t><<<blocks_for(total), kThreads, 0, stream()>>>(
         total, input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
         use_offset ? offset.data_ptr<scalar_t>() : nullptr, output.data_ptr<scalar_t>(), (scalar_t)spatial_scale,
-        input.size(1), input.size(2), input.size(3), pooled_h, pooled_w, sampling_ratio, (scalar_t)gamma);
+        input.size(1), input.size(2), input.size(3), pooled_h, pooled_w, sampling_ratio, (scalar_t)gamma, aligned);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return output;
@@ -301,7 +302,7 @@ std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward_cuda(const at::Tenso
                                                                  const at::Tensor& offset_in, bool use_offset,
                                                                  double spatial_scale, int64_t pooled_h,
                                                                  int64_t pooled_w, int64_t sampling_ratio,
-                                                                 double gamma) {
+                                                                 double gamma, bool aligned) {
   check_rois(input_in, rois_in);
   c10::cuda::CUDAGuard guard(grad_in.device());
   at::Tensor input = input_in.contiguous();
@@ -317,7 +318,7 @@ std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward_cuda(const at::Tenso
         total, grad.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
         use_offset ? offset.data_ptr<scalar_t>() : nullptr, grad_input.data_ptr<scalar_t>(),
         use_offset ? grad_offset.data_ptr<scalar_t>() : nullptr, (scalar_t)spatial_scale, input.size(1),
-        input.size(2), input.size(3), pooled_h, pooled_w, sampling_ratio, (scalar_t)gamma);
+        input.size(2), input.size(3), pooled_h, pooled_w, sampling_ratio, (scalar_t)gamma, aligned);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return std::make_tuple(grad_input, grad_offset);

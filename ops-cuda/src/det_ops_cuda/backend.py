@@ -189,11 +189,11 @@ def roi_pool(input: Tensor, rois: Tensor, output_size: int | Sequence[int], spat
 class _DeformRoIPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, input: Tensor, rois: Tensor, offset: Tensor | None, size: tuple[int, int],
-                scale: float, sampling: int, gamma: float) -> Tensor:
+                scale: float, sampling: int, gamma: float, aligned: bool) -> Tensor:
         use_offset = offset is not None
         off = offset if use_offset else input.new_empty(0)
         ctx.save_for_backward(input, rois, off)
-        ctx.params = (use_offset, scale, size[0], size[1], sampling, gamma)
+        ctx.params = (use_offset, scale, size[0], size[1], sampling, gamma, aligned)
         return extension().deform_roi_pool_forward(input, rois, off, *ctx.params)
 
     @staticmethod
@@ -201,7 +201,7 @@ class _DeformRoIPool(torch.autograd.Function):
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         input, rois, off = ctx.saved_tensors
         grad_input, grad_offset = extension().deform_roi_pool_backward(grad.contiguous(), input, rois, off, *ctx.params)
-        return grad_input, None, grad_offset, None, None, None, None
+        return grad_input, None, grad_offset, None, None, None, None, None
 
 
 def deform_roi_pool(
@@ -212,8 +212,9 @@ def deform_roi_pool(
     spatial_scale: float = 1.0,
     sampling_ratio: int = 0,
     gamma: float = 0.1,
+    aligned: bool = True,
 ) -> Tensor:
-    """RoIAlign(aligned=False, avg) with bin (i, j) shifted by gamma * offset[k, :, i, j] * (roi_w, roi_h)."""
+    """RoIAlign(aligned, avg) with bin (i, j) shifted by gamma * offset[k, :, i, j] * (roi_w, roi_h)."""
     _input_rois("deform_roi_pool", input, rois)
     size = _pair("deform_roi_pool", "output_size", output_size)
     if offset is not None:
@@ -226,7 +227,7 @@ def deform_roi_pool(
     dtype = _kernel_dtype(input)
     off = offset.to(dtype) if offset is not None else None
     out = _DeformRoIPool.apply(input.to(dtype), rois.to(dtype), off, size, float(spatial_scale), int(sampling_ratio),
-                               float(gamma))
+                               float(gamma), bool(aligned))
     return out.to(input.dtype)
 
 

@@ -120,10 +120,15 @@ def deform_roi_pool(
     spatial_scale: float = 1.0,
     sampling_ratio: int = 0,
     gamma: float = 0.1,
+    aligned: bool = True,
 ) -> Tensor:
-    """Deformable RoI pooling: RoIAlign(aligned=False) with bins shifted by gamma * offset * (roi_w, roi_h)."""
+    """Deformable RoI pooling: RoIAlign with bins shifted by gamma * offset * (roi_w, roi_h).
+
+    ``aligned=True`` (the default) is mmcv's DeformRoIPool: RoI corners shifted by half a pixel and no
+    minimum RoI size, so MMDetection's mdpool weights give the same features.
+    """
     return _impl("deform_roi_pool", "input", input)(
-        input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma
+        input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, aligned
     )
 
 

@@ -160,14 +160,16 @@ def deform_roi_pool(
     spatial_scale: float = 1.0,
     sampling_ratio: int = 0,
     gamma: float = 0.1,
+    aligned: bool = True,
 ) -> Tensor:
-    """Deformable RoI pooling (Dai et al. 2017): RoIAlign(aligned=False, avg) whose bins are shifted by learnt offsets.
+    """Deformable RoI pooling (Dai et al. 2017): RoIAlign(avg) whose bins are shifted by learnt offsets.
 
-    For RoI k with corners scaled by spatial_scale, roi_w = max(x2 - x1, 1), roi_h = max(y2 - y1, 1), bin sizes
+    For RoI k with corners scaled by spatial_scale (and shifted by -0.5 when ``aligned``, as mmcv's
+    DeformRoIPool does), roi_w = x2 - x1 and roi_h = y2 - y1 (at least 1 when not aligned), bin sizes
     roi_w / ow and roi_h / oh; bin (i, j) is moved by (gamma * offset[k, 0, i, j] * roi_w,
     gamma * offset[k, 1, i, j] * roi_h) (x then y), then averaged over the same bilinear sampling grid as
-    roi_align(aligned=False) (sampling_ratio <= 0: ceil(roi_h / oh) x ceil(roi_w / ow) points, RoIAlign's border rule).
-    offset None gives exactly roi_align(aligned=False). Differentiable w.r.t. input and offset.
+    roi_align (sampling_ratio <= 0: ceil(roi_h / oh) x ceil(roi_w / ow) points, RoIAlign's border rule).
+    offset None gives exactly roi_align(aligned=aligned). Differentiable w.r.t. input and offset.
     """
     input, rois = check_rois("deform_roi_pool", input, rois)
     size = pair("deform_roi_pool", "output_size", output_size)
@@ -183,4 +185,5 @@ def deform_roi_pool(
                 f"deform_roi_pool: `offset` must match `input` dtype/device ({input.dtype}, {input.device}), "
                 f"got ({offset.dtype}, {offset.device})"
             )
-    return _pool_bins(input, rois, size, float(spatial_scale), int(sampling_ratio), False, "avg", offset, float(gamma))
+    return _pool_bins(input, rois, size, float(spatial_scale), int(sampling_ratio), bool(aligned), "avg", offset,
+                      float(gamma))
