@@ -52,6 +52,23 @@ def test_backend_registered_for_every_op_on_cpu() -> None:
     assert bool(B.extension().with_cuda) == bool(cuda_ops)
 
 
+def test_detcore_env_reports_the_compiled_backend_for_every_op() -> None:
+    """What the user sees after `pip install ./ops-cuda`: `detcore env` names det-ops-cuda for every op."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "detcore.cli.main", "env", "--json"], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    info = json.loads(out)
+    assert info["broken_op_backends"] == []
+    served = {(row["op"], row["device"]): (row["backend"], row["status"]) for row in info["ops"]}
+    devices = ["cpu", "cuda"] if B.extension().with_cuda else ["cpu"]
+    for op in B.OP_NAMES:
+        for device in devices:
+            assert served[(op, device)] == ("det-ops-cuda", "ok"), (op, device)
+
+
 def test_public_ops_dispatch_to_compiled_kernels(gen) -> None:
     import detcore.ops as ops
 
