@@ -122,7 +122,7 @@ def training_targets(num: int, size: int) -> list[dict[str, torch.Tensor]]:
     return targets
 
 
-def bench_training(arch: str, size: int, repeats: int) -> float:
+def bench_training(arch: str, size: int, repeats: int, channels_last: bool = False) -> float:
     tv = torchvision_model(arch)
     ours = twin(arch, tv)
     tv.transform.min_size, tv.transform.max_size = (size,), size
@@ -144,16 +144,20 @@ def bench_training(arch: str, size: int, repeats: int) -> float:
             return tv.compute_loss(targets, head_outputs, anchors)
         return tv.compute_loss(targets, head_outputs, anchors, [x.size(2) * x.size(3) for x in features])
 
+    if channels_last:  # what the runner's channels_last option does
+        ours.to(memory_format=torch.channels_last)
+        batch.images = batch.images.contiguous(memory_format=torch.channels_last)
     tv.train()
     ours.train()
     tv_opt = torch.optim.SGD([p for p in tv.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     our_opt = torch.optim.SGD([p for p in ours.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     t_ours, t_tv = paired_times(
-        lambda: step(ours,
-        lambda: ours.loss(batch), our_opt), lambda: step(tv, tv_losses, tv_opt),
+        lambda: step(ours, lambda: ours.loss(batch), our_opt),
+        lambda: step(tv, tv_losses, tv_opt),
         repeats,
     )
-    print(f"{arch:9s} train step 2x{size}x{size}: torchvision {t_tv * 1000:7.0f} ms  detcore {t_ours * 1000:7.0f} ms  "
+    layout = " (channels_last)" if channels_last else ""
+    print(f"{arch:9s} train step 2x{size}x{size}: torchvision {t_tv * 1000:7.0f} ms  detcore{layout} {t_ours * 1000:7.0f} ms  "
           f"ratio {t_ours / t_tv:.2f}")
     return t_ours / t_tv
 
@@ -164,12 +168,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=512)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-inference", action="store_true")
+    parser.add_argument("--channels-last", action="store_true", help="train ours in NHWC (runner option channels_last)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for arch in ARCHS if args.arch == "all" else [args.arch]:
-        bench_inference(arch, args.repeats)
+        if not args.skip_inference:
+            bench_inference(arch, args.repeats)
         if not args.skip_training:
-            bench_training(arch, args.train_size, args.repeats)
+            bench_training(arch, args.train_size, args.repeats, args.channels_last)
 
 
 if __name__ == "__main__":

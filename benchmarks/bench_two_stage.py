@@ -112,7 +112,7 @@ def training_targets(num: int, size: int) -> list[dict[str, torch.Tensor]]:
     return targets
 
 
-def bench_training(size: int, repeats: int) -> float:
+def bench_training(size: int, repeats: int, channels_last: bool = False) -> float:
     tv = torchvision_model()
     ours = twin(tv)
     tv.transform.min_size, tv.transform.max_size = (size,), size
@@ -132,6 +132,9 @@ def bench_training(size: int, repeats: int) -> float:
         sum(v for k, v in losses.items() if "loss" in k).backward()
         opt.step()
 
+    if channels_last:  # what the runner's channels_last option does
+        ours.to(memory_format=torch.channels_last)
+        batch.images = batch.images.contiguous(memory_format=torch.channels_last)
     tv.train()
     ours.train()
     tv_opt = torch.optim.SGD([p for p in tv.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
@@ -141,8 +144,9 @@ def bench_training(size: int, repeats: int) -> float:
         lambda: step(tv_losses, tv_opt),
         repeats,
     )
-    print(f"faster_rcnn train step 2x{size}x{size}: torchvision {t_tv * 1000:7.0f} ms  detcore {t_ours * 1000:7.0f} ms  "
-          f"ratio {t_ours / t_tv:.2f}  (target <= 1.0)")
+    layout = " (channels_last)" if channels_last else ""
+    print(f"faster_rcnn train step 2x{size}x{size}: torchvision {t_tv * 1000:7.0f} ms  detcore{layout} "
+          f"{t_ours * 1000:7.0f} ms  ratio {t_ours / t_tv:.2f}  (target <= 1.0)")
     return t_ours / t_tv
 
 
@@ -152,12 +156,13 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=512)
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-inference", action="store_true")
+    parser.add_argument("--channels-last", action="store_true", help="train ours in NHWC (runner option channels_last)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if not args.skip_inference:
         bench_inference(args.repeats)
     if not args.skip_training:
-        bench_training(args.train_size, args.repeats)
+        bench_training(args.train_size, args.repeats, args.channels_last)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,7 @@ class Runner:
         launcher: str = "none",
         find_unused_parameters: bool = False,
         device: str | torch.device | None = None,
+        channels_last: bool = False,
         cfg: Mapping[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -216,6 +217,10 @@ class Runner:
         self.logger = self._make_logger()
         # -- model, data, metrics ---------------------------------------------------------
         self.module: nn.Module = _build("detectors", model).to(self.device)
+        # NHWC weights and images: oneDNN (CPU) and cuDNN convolutions run faster in that layout
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.module.to(memory_format=torch.channels_last)
         self.train_dataloader = self._build_dataloader(train_dataloader, train=True)
         self.val_dataloader = self._build_dataloader(val_dataloader, train=False)
         self.evaluation_cfg = dict(evaluation or {})
@@ -332,6 +337,7 @@ class Runner:
             launcher=launcher,
             find_unused_parameters=bool(resolved.get("find_unused_parameters", False)),
             device=resolved.get("device"),
+            channels_last=bool(resolved.get("channels_last", False)),
             cfg=cfg,
         )
 
@@ -545,9 +551,16 @@ class Runner:
             self._train_step(batch)
         self.call_hook("after_train_epoch")
 
+    def _to_device(self, batch: Batch) -> Batch:
+        """The batch on the runner's device, its images in the model's memory format."""
+        batch = batch.to(self.device)
+        if self.channels_last and batch.images.dim() == 4:
+            batch.images = batch.images.contiguous(memory_format=torch.channels_last)
+        return batch
+
     def _train_step(self, batch: Batch) -> None:
         self.log_vars = {}
-        batch = batch.to(self.device)
+        batch = self._to_device(batch)
         self.call_hook("before_train_iter")
         with self._autocast():
             losses = self.model(batch, mode="loss")
@@ -680,7 +693,7 @@ class Runner:
     def predict(self, batch: Batch) -> list[Instances]:
         """Predictions of the (unwrapped) model for one batch, on CPU in float32."""
         with torch.inference_mode(), self._autocast():
-            return _as_float32(self.module.predict(batch.to(self.device), rescale=True))
+            return _as_float32(self.module.predict(self._to_device(batch), rescale=True))
 
     def _evaluate(
         self,
