@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {
+    "det-cascade": ROOT / "packages/det-cascade",
     "det-two-stage": ROOT / "packages/det-two-stage",
     "det-single-stage": ROOT / "packages/det-single-stage",
 }

@@ -81,6 +81,11 @@ def test_predict_decodes_per_class_thresholds_and_rescales():
     tiny = head.predict_by_feat(torch.tensor([[0.0, 10.0, 10.0, 10.005, 30.0]]), cls_score[:1], bbox_pred[:1],
                                 meta, rescale=False, test_cfg={**cfg, "min_bbox_size": 0.01})
     assert len(tiny) == 0
+    # an image without RoIs (e.g. no proposal survived) gives no detections instead of a reshape error
+    for agnostic in (False, True):
+        head = Shared2FCBBoxHead(in_channels=4, fc_out_channels=8, num_classes=2, reg_class_agnostic=agnostic)
+        none = head.predict_by_feat(rois[:0], cls_score[:0], torch.zeros(0, 4 if agnostic else 8), meta, True, cfg)
+        assert len(none) == 0 and none.boxes.shape == (0, 4)
 
 
 def test_fcn_mask_head_layout_targets_and_loss():

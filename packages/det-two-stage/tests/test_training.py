@@ -9,30 +9,17 @@ import torch
 from detcore.config import load_config
 from detcore.registry import build
 from det_common.bbox import bbox_overlaps as box_iou
+from det_common.testing import train_steps
 from ts_helpers import synthetic_batch
 
 EXPECTED_FASTER_RCNN_LOSSES = {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "acc"}
-
-
-def _train(model: torch.nn.Module, batch, steps: int, lr: float) -> list[dict[str, float]]:
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
-    model.train()
-    history = []
-    for _ in range(steps):
-        losses = model.loss(batch)
-        total = sum(v for k, v in losses.items() if "loss" in k)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        history.append({k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())})
-    return history
 
 
 def test_faster_rcnn_loss_decreases_on_a_tiny_batch():
     torch.manual_seed(0)
     model = build("detectors", load_config("faster_rcnn_r18_fpn_shapes")["model"])
     batch = synthetic_batch(torch.Generator().manual_seed(0), num_images=2, size=(128, 160), num_classes=3)
-    history = _train(model, batch, steps=12, lr=0.01)
+    history = train_steps(model, batch, steps=12, lr=0.01)
     assert set(history[0]) == EXPECTED_FASTER_RCNN_LOSSES | {"total"}
     assert all(math.isfinite(h["total"]) for h in history)
     assert history[-1]["total"] < 0.7 * history[0]["total"]
@@ -53,7 +40,7 @@ def test_rpn_loss_decreases_and_proposals_cover_the_objects():
     }
     model = build("detectors", rpn_cfg)
     batch = synthetic_batch(torch.Generator().manual_seed(1), num_images=2, size=(128, 160), num_classes=3)
-    history = _train(model, batch, steps=15, lr=0.02)
+    history = train_steps(model, batch, steps=15, lr=0.02)
     assert set(history[0]) == {"loss_rpn_cls", "loss_rpn_bbox", "total"}
     assert history[-1]["total"] < 0.7 * history[0]["total"]
     model.eval()
@@ -82,7 +69,7 @@ def test_mask_rcnn_losses_decrease_and_it_predicts_masks():
     cfg["train_cfg"]["rcnn"]["mask_size"] = 28
     model = build("detectors", cfg)
     batch = synthetic_batch(torch.Generator().manual_seed(2), num_images=2, size=(128, 160), with_masks=True)
-    history = _train(model, batch, steps=12, lr=0.01)
+    history = train_steps(model, batch, steps=12, lr=0.01)
     assert set(history[0]) == EXPECTED_FASTER_RCNN_LOSSES | {"loss_mask", "total"}
     assert all(math.isfinite(h["total"]) for h in history)
     assert history[-1]["loss_mask"] < 0.8 * history[0]["loss_mask"]

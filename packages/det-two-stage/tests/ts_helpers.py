@@ -10,7 +10,7 @@ from torch import Tensor
 import det_two_stage
 from detcore.config import load_config
 from detcore.registry import build
-from detcore.structures import Batch, ImageMeta, Instances
+from det_common.testing import metas_for, synthetic_batch  # noqa: F401  (shared with other families)
 
 CONFIG_DIR = Path(det_two_stage.__file__).parent / "configs"
 MODEL_DIR = CONFIG_DIR / "_base_" / "models"
@@ -40,34 +40,3 @@ def smooth_images(num: int, height: int, width: int, generator: torch.Generator)
     return images
 
 
-def metas_for(images: Tensor) -> list[ImageMeta]:
-    height, width = images.shape[-2:]
-    return [ImageMeta(ori_shape=(height, width), img_shape=(height, width), pad_shape=(height, width))] * images.shape[0]
-
-
-def synthetic_batch(generator: torch.Generator, num_images: int = 2, size: tuple[int, int] = (128, 160),
-                    num_classes: int = 3, with_masks: bool = False) -> Batch:
-    """Bright rectangles (class = colour channel) on a dark background, with their boxes (and masks) as ground truth."""
-    height, width = size
-    images = torch.randn(num_images, 3, height, width, generator=generator) * 0.05
-    gts = []
-    for i in range(num_images):
-        boxes, labels = [], []
-        for _ in range(3):
-            w = int(torch.randint(24, 64, (1,), generator=generator))
-            h = int(torch.randint(24, 64, (1,), generator=generator))
-            x = int(torch.randint(0, width - w, (1,), generator=generator))
-            y = int(torch.randint(0, height - h, (1,), generator=generator))
-            label = int(torch.randint(0, num_classes, (1,), generator=generator))
-            images[i, label % 3, y : y + h, x : x + w] += 2.0
-            boxes.append([x, y, x + w, y + h])
-            labels.append(label)
-        gt = Instances((height, width), boxes=torch.tensor(boxes, dtype=torch.float32),
-                       labels=torch.tensor(labels, dtype=torch.long))
-        if with_masks:
-            masks = torch.zeros(len(boxes), height, width, dtype=torch.bool)
-            for k, (x1, y1, x2, y2) in enumerate(boxes):
-                masks[k, y1:y2, x1:x2] = True
-            gt.masks = masks
-        gts.append(gt)
-    return Batch(images=images, metas=metas_for(images), gt=gts)

@@ -1,4 +1,4 @@
-"""Helpers for checking a detcore detector against its torchvision twin (used by the families' parity tests)."""
+"""Test helpers shared by the families: torchvision parity checks, synthetic batches, a short training loop."""
 
 from __future__ import annotations
 
@@ -52,3 +52,51 @@ def match_detections(ref: dict[str, Tensor], ours: Instances, iou_thr: float = 0
             used[candidates[iou[i, candidates].argmax()]] = True
             matched += 1
     return matched / len(ref["boxes"])
+
+
+def metas_for(images: Tensor) -> list[ImageMeta]:
+    height, width = images.shape[-2:]
+    return [ImageMeta(ori_shape=(height, width), img_shape=(height, width), pad_shape=(height, width))] * images.shape[0]
+
+
+def synthetic_batch(generator: torch.Generator, num_images: int = 2, size: tuple[int, int] = (128, 160),
+                    num_classes: int = 3, with_masks: bool = False) -> Batch:
+    """Bright rectangles (class = colour channel) on a dark background, with their boxes (and masks) as ground truth."""
+    height, width = size
+    images = torch.randn(num_images, 3, height, width, generator=generator) * 0.05
+    gts = []
+    for i in range(num_images):
+        boxes, labels = [], []
+        for _ in range(3):
+            w = int(torch.randint(24, 64, (1,), generator=generator))
+            h = int(torch.randint(24, 64, (1,), generator=generator))
+            x = int(torch.randint(0, width - w, (1,), generator=generator))
+            y = int(torch.randint(0, height - h, (1,), generator=generator))
+            label = int(torch.randint(0, num_classes, (1,), generator=generator))
+            images[i, label % 3, y : y + h, x : x + w] += 2.0
+            boxes.append([x, y, x + w, y + h])
+            labels.append(label)
+        gt = Instances((height, width), boxes=torch.tensor(boxes, dtype=torch.float32),
+                       labels=torch.tensor(labels, dtype=torch.long))
+        if with_masks:
+            masks = torch.zeros(len(boxes), height, width, dtype=torch.bool)
+            for k, (x1, y1, x2, y2) in enumerate(boxes):
+                masks[k, y1:y2, x1:x2] = True
+            gt.masks = masks
+        gts.append(gt)
+    return Batch(images=images, metas=metas_for(images), gt=gts)
+
+
+def train_steps(model: torch.nn.Module, batch, steps: int, lr: float) -> list[dict[str, float]]:
+    """``steps`` SGD steps on one batch; per step, every logged value and the summed loss (``total``)."""
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
+    model.train()
+    history = []
+    for _ in range(steps):
+        losses = model.loss(batch)
+        total = sum(v for k, v in losses.items() if "loss" in k)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        history.append({k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())})
+    return history

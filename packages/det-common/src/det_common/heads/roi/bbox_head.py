@@ -153,10 +153,10 @@ class BBoxHead(BBoxHeadInterface):
     def decode_boxes(self, rois: Tensor, bbox_pred: Tensor, img_shape: tuple[int, int] | None) -> Tensor:
         """Per-class boxes (K, C, 4) (C = 1 if class agnostic) decoded from RoIs (K, 5), clipped to ``img_shape``."""
         num_rois = rois.shape[0]
-        deltas = bbox_pred.view(num_rois, -1, 4)
+        deltas = bbox_pred.view(num_rois, bbox_pred.shape[1] // 4, 4)
         priors = rois[:, None, 1:].expand_as(deltas)
         boxes = self.bbox_coder.decode(priors.reshape(-1, 4), deltas.reshape(-1, 4), max_shape=img_shape)
-        return boxes.view(num_rois, -1, 4)
+        return boxes.view(num_rois, deltas.shape[1], 4)
 
     def predict_by_feat(
         self,
