@@ -22,6 +22,8 @@ EXTRACTOR = {"type": "SingleRoIExtractor", "roi_layer": {"type": "RoIAlign", "ou
                                                           "aligned": True},
              "out_channels": 8, "featmap_strides": [4, 8]}
 CODER = {"type": "DeltaXYWHBBoxCoder", "target_means": [0.0] * 4}
+MASK_EXTRACTOR = {**EXTRACTOR, "roi_layer": {**EXTRACTOR["roi_layer"], "output_size": 14}}
+MASK_HEAD = {"type": "FCNMaskHead", "num_convs": 1, "in_channels": 8, "conv_out_channels": 8, "num_classes": 3}
 
 
 def box_head(stds: list[float], agnostic: bool = True) -> dict:
@@ -89,6 +91,20 @@ def test_state_dict_is_mmdetection_v2_layout_and_loads_strictly():
     torch.testing.assert_close(model.roi_head.bbox_head[2].fc_reg.weight, checkpoint["roi_head.bbox_head.2.fc_reg.weight"])
 
 
+def test_cascade_mask_rcnn_adds_one_mmdetection_mask_head_per_stage():
+    model = build("detectors", load_config("cascade_mask_rcnn_r50_fpn_1x_coco")["model"])
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("roi_head.mask_head.")}
+    expected = {}
+    for stage in range(3):
+        p = f"roi_head.mask_head.{stage}"
+        for i in range(4):
+            expected[f"{p}.convs.{i}.conv.weight"] = (256, 256, 3, 3)
+            expected[f"{p}.convs.{i}.conv.bias"] = (256,)
+        expected.update({f"{p}.upsample.weight": (256, 256, 2, 2), f"{p}.upsample.bias": (256,),
+                         f"{p}.conv_logits.weight": (80, 256, 1, 1), f"{p}.conv_logits.bias": (80,)})
+    assert shapes == expected
+
+
 # -- inference --------------------------------------------------------------------------------------
 
 
@@ -144,6 +160,50 @@ def test_predict_with_no_proposals_returns_empty_detections():
     assert [len(o) for o in out] == [0, 0]
 
 
+def test_one_stage_cascade_with_masks_is_the_standard_mask_head():
+    torch.manual_seed(0)
+    standard = StandardRoIHead(bbox_roi_extractor=EXTRACTOR, bbox_head=box_head([0.1, 0.1, 0.2, 0.2], agnostic=False),
+                               mask_roi_extractor=MASK_EXTRACTOR, mask_head=MASK_HEAD)
+    one = CascadeRoIHead(1, [1.0], EXTRACTOR, [box_head([0.1, 0.1, 0.2, 0.2], agnostic=False)],
+                         mask_roi_extractor=MASK_EXTRACTOR, mask_head=MASK_HEAD)
+    state = {k.replace("bbox_head.", "bbox_head.0.", 1).replace("mask_head.", "mask_head.0.", 1): v
+             for k, v in standard.state_dict().items()}
+    one.load_state_dict(state)
+    feats, proposals, batch = tiny_inputs(torch.Generator().manual_seed(8))
+    metas = [m.replace(scale_factor=(2.0, 2.0), ori_shape=(32, 40)) for m in batch.metas]
+    for head in (standard, one):
+        head.test_cfg = {"score_thr": 0.0, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 20,
+                         "mask_thr_binary": 0.5}
+        head.eval()
+    with torch.no_grad():
+        for a, b in zip(standard.predict(feats, proposals, metas), one.predict(feats, proposals, metas)):
+            assert len(a) > 0 and a.masks.shape == (len(a), 32, 40)
+            assert torch.equal(b.masks, a.masks)
+
+
+def test_mask_probabilities_of_the_stages_are_averaged():
+    torch.manual_seed(0)
+    head = CascadeRoIHead(2, [1.0, 0.5], EXTRACTOR, [box_head([0.1, 0.1, 0.2, 0.2]), box_head([0.05, 0.05, 0.1, 0.1])],
+                          mask_roi_extractor=MASK_EXTRACTOR, mask_head=MASK_HEAD).eval()
+    head.test_cfg = {"score_thr": 0.0, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 10,
+                     "mask_thr_binary": 0.5}
+    feats, proposals, batch = tiny_inputs(torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        dets = head.predict(feats, proposals, batch.metas, rescale=False)
+        rois = bbox2roi([d.boxes for d in dets])
+        labels = torch.cat([d.labels for d in dets])
+        probs = [head.mask_head[s].class_probs(head.mask_forward(s, feats, rois), labels) for s in range(2)]
+        mean = (probs[0] + probs[1]) / 2
+        offset = 0
+        for d in dets:
+            want = head.mask_head[-1].paste_probs(mean[offset : offset + len(d)], d.boxes, (64, 80), 0.5)
+            offset += len(d)
+            assert torch.equal(d.masks, want)
+        # averaging matters: the last stage alone gives other masks somewhere
+        alone = head.mask_head[-1].paste_probs(probs[1], torch.cat([d.boxes for d in dets]), (64, 80), 0.5)
+        assert not torch.equal(torch.cat([d.masks for d in dets]), alone)
+
+
 # -- training ---------------------------------------------------------------------------------------
 
 
@@ -193,7 +253,31 @@ def test_config_errors_name_the_setting():
         head.loss(feats, proposals, batch)
 
 
-@pytest.mark.parametrize("name", ["cascade_rcnn_r50_fpn_1x_coco", "cascade_rcnn_r18_fpn_shapes"])
+def test_mask_losses_per_stage_are_weighted():
+    feats, proposals, batch = tiny_inputs(torch.Generator().manual_seed(10))
+    for gt in batch.gt:
+        masks = torch.zeros(len(gt), 64, 80, dtype=torch.bool)
+        for k, (x1, y1, x2, y2) in enumerate(gt.boxes.round().long().tolist()):
+            masks[k, y1:y2, x1:x2] = True
+        gt.masks = masks
+    torch.manual_seed(0)
+    stds = [[0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1]]
+    head = CascadeRoIHead(2, [1.0, 0.5], EXTRACTOR, [box_head(s) for s in stds], mask_roi_extractor=MASK_EXTRACTOR,
+                          mask_head=MASK_HEAD, train_cfg=[stage_cfg(0.5), stage_cfg(0.6)])
+    torch.manual_seed(3)
+    losses = head.loss(feats, proposals, batch)
+    assert {"s0.loss_mask", "s1.loss_mask"} <= set(losses)
+    head.stage_loss_weights = [1.0, 1.0]
+    torch.manual_seed(3)
+    unweighted = head.loss(feats, proposals, batch)
+    torch.testing.assert_close(losses["s1.loss_mask"], unweighted["s1.loss_mask"] * 0.5)
+    torch.testing.assert_close(losses["s0.loss_mask"], unweighted["s0.loss_mask"])
+    with pytest.raises(ValueError, match="needs a mask_roi_extractor"):
+        CascadeRoIHead(2, [1.0, 0.5], EXTRACTOR, box_head(stds[0]), mask_head=MASK_HEAD)
+
+
+@pytest.mark.parametrize("name", ["cascade_rcnn_r50_fpn_1x_coco", "cascade_rcnn_r18_fpn_shapes",
+                                  "cascade_mask_rcnn_r50_fpn_1x_coco"])
 def test_shipped_configs_build(name):
     model = build("detectors", load_config(name)["model"])
     assert type(model).__name__ == "CascadeRCNN" and model.roi_head.num_stages == 3

@@ -1,9 +1,11 @@
 """Cascade R-CNN's RoI head (Cai & Vasconcelos 2018): box stages trained at rising IoU thresholds.
 
-Each stage has its own box head (MMDetection layout: ``roi_head.bbox_head.<stage>.*``) and, in
-training, its own assigner and sampler (``train_cfg`` is a list, one table per stage). A stage
-regresses the RoIs it was given, and the next stage starts from those refined boxes. At test time
-the class logits of all stages are averaged and the last stage's boxes are kept (MMDetection v2).
+Each stage has its own box head (MMDetection layout: ``roi_head.bbox_head.<stage>.*``), optionally
+a mask head (``roi_head.mask_head.<stage>.*``, Cascade Mask R-CNN) and, in training, its own
+assigner and sampler (``train_cfg`` is a list, one table per stage). A stage regresses the RoIs it
+was given, and the next stage starts from those refined boxes. At test time the class logits of all
+stages are averaged, the last stage's boxes are kept, and the mask probabilities of all stages are
+averaged on those boxes (MMDetection v2).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from detcore.registry import build
 from detcore.structures import Batch, ImageMeta, Instances
 
 from det_common.bbox import bbox2roi
+from det_common.heads.roi.standard_roi_head import detection_rois, unflip_masks
 
 DEFAULT_TEST_CFG = {"score_thr": 0.05, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100}
 
@@ -34,9 +37,10 @@ def per_stage(value: Any, num_stages: int, name: str) -> list[Any]:
 class CascadeRoIHead(RoIHead):
     """``num_stages`` box stages; stage ``i``'s losses are reported as ``s{i}.loss_*`` times ``stage_loss_weights[i]``.
 
-    ``bbox_roi_extractor`` and ``bbox_head`` are one table (shared by all stages) or a list of tables.
-    ``train_cfg`` is a list with, per stage, ``assigner``, ``sampler`` and ``pos_weight``; ``test_cfg``
-    holds ``score_thr``, ``nms`` and ``max_per_img`` for the final detections.
+    ``bbox_roi_extractor``, ``bbox_head``, ``mask_roi_extractor`` and ``mask_head`` are one table
+    (repeated for every stage) or a list of tables. ``train_cfg`` is a list with, per stage,
+    ``assigner``, ``sampler``, ``pos_weight`` (and ``mask_size``); ``test_cfg`` holds ``score_thr``,
+    ``nms``, ``max_per_img`` (and ``mask_thr_binary``) for the final detections.
     """
 
     def __init__(
@@ -45,6 +49,8 @@ class CascadeRoIHead(RoIHead):
         stage_loss_weights: Sequence[float],
         bbox_roi_extractor: dict[str, Any] | Sequence[dict[str, Any]],
         bbox_head: dict[str, Any] | Sequence[dict[str, Any]],
+        mask_roi_extractor: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+        mask_head: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
         train_cfg: Sequence[dict[str, Any]] | None = None,
         test_cfg: dict[str, Any] | None = None,
     ) -> None:
@@ -61,6 +67,14 @@ class CascadeRoIHead(RoIHead):
             build("roi_extractors", cfg) for cfg in per_stage(bbox_roi_extractor, num_stages, "bbox_roi_extractor")
         )
         self.bbox_head = nn.ModuleList(build("bbox_heads", cfg) for cfg in per_stage(bbox_head, num_stages, "bbox_head"))
+        self.mask_roi_extractor = self.mask_head = None
+        if mask_head is not None:
+            if mask_roi_extractor is None:
+                raise ValueError("CascadeRoIHead: a mask_head needs a mask_roi_extractor")
+            self.mask_roi_extractor = nn.ModuleList(
+                build("roi_extractors", cfg) for cfg in per_stage(mask_roi_extractor, num_stages, "mask_roi_extractor")
+            )
+            self.mask_head = nn.ModuleList(build("mask_heads", cfg) for cfg in per_stage(mask_head, num_stages, "mask_head"))
         self.test_cfg = dict(test_cfg or DEFAULT_TEST_CFG)
         self.train_cfg = [dict(cfg) for cfg in per_stage(train_cfg, num_stages, "train_cfg")] if train_cfg else []
         self.assigners = [build("assigners", cfg["assigner"]) for cfg in self.train_cfg]
@@ -70,10 +84,18 @@ class CascadeRoIHead(RoIHead):
     def num_classes(self) -> int:
         return self.bbox_head[-1].num_classes
 
+    @property
+    def with_mask(self) -> bool:
+        return self.mask_head is not None
+
     # -- forward pieces -------------------------------------------------------------------
     def bbox_forward(self, stage: int, feats: Sequence[Tensor], rois: Tensor) -> tuple[Tensor, Tensor]:
         """Class logits and box deltas of stage ``stage`` for RoIs (K, 5)."""
         return self.bbox_head[stage](self.bbox_roi_extractor[stage](feats, rois))
+
+    def mask_forward(self, stage: int, feats: Sequence[Tensor], rois: Tensor) -> Tensor:
+        """Mask logits of stage ``stage`` for RoIs (K, 5)."""
+        return self.mask_head[stage](self.mask_roi_extractor[stage](feats, rois))
 
     def regress(self, stage: int, rois: Tensor, labels: Tensor, bbox_pred: Tensor, meta: ImageMeta) -> Tensor:
         """Boxes (K, 4) of one image's RoIs (K, 5) moved by stage ``stage``'s deltas for ``labels``."""
@@ -111,11 +133,24 @@ class CascadeRoIHead(RoIHead):
             cls_score, bbox_pred = self.bbox_forward(stage, feats, rois)
             targets = head.get_targets(sampling_results, self.train_cfg[stage].get("pos_weight", -1.0))
             weight = self.stage_loss_weights[stage]
-            for name, value in head.loss(cls_score, bbox_pred, rois, *targets).items():
+            stage_losses = head.loss(cls_score, bbox_pred, rois, *targets)
+            if self.with_mask:
+                stage_losses.update(self.mask_loss(stage, feats, sampling_results, batch))
+            for name, value in stage_losses.items():
                 losses[f"s{stage}.{name}"] = value * weight if "loss" in name else value
             if stage < self.num_stages - 1:
                 boxes = self.refine(stage, rois, targets[0], cls_score, bbox_pred, sampling_results, batch.metas)
         return losses
+
+    def mask_loss(
+        self, stage: int, feats: Sequence[Tensor], sampling_results: Sequence[SamplingResult], batch: Batch
+    ) -> dict[str, Tensor]:
+        """Stage ``stage``'s mask loss on its positive RoIs against the ground-truth masks cropped to them."""
+        mask_pred = self.mask_forward(stage, feats, bbox2roi([res.pos_priors for res in sampling_results]))
+        head = self.mask_head[stage]
+        targets = head.get_targets(sampling_results, batch.gt, self.train_cfg[stage].get("mask_size", 28))
+        labels = torch.cat([res.pos_gt_labels for res in sampling_results]).long()
+        return head.loss(mask_pred, targets, labels)
 
     @torch.no_grad()
     def refine(
@@ -164,9 +199,33 @@ class CascadeRoIHead(RoIHead):
                 rois = bbox2roi([self.regress(stage, r, lab, pred, meta) for r, lab, pred, meta in per_image]).to(feats[0])
         cls_score = torch.stack(stage_scores).mean(dim=0)
         head = self.bbox_head[-1]
-        return [
+        results = [
             head.predict_by_feat(img_rois, img_cls, img_reg, meta, rescale, self.test_cfg)
             for img_rois, img_cls, img_reg, meta in zip(
                 rois.split(counts), cls_score.split(counts), bbox_pred.split(counts), metas
             )
         ]
+        if self.with_mask:
+            results = self.predict_mask(feats, results, metas, rescale)
+        return results
+
+    def predict_mask(
+        self, feats: Sequence[Tensor], detections: list[Instances], metas: Sequence[ImageMeta], rescale: bool
+    ) -> list[Instances]:
+        """Add ``masks`` (N, H, W) bool to each image's detections: the stages' mask probabilities averaged."""
+        rois = detection_rois(detections, metas, rescale).to(feats[0])
+        labels = torch.cat([dets.labels for dets in detections]) if detections else torch.zeros(0, dtype=torch.long)
+        per_image: list[Tensor | None] = [None] * len(detections)
+        if rois.shape[0] > 0:
+            probs = torch.stack([
+                self.mask_head[stage].class_probs(self.mask_forward(stage, feats, rois), labels)
+                for stage in range(self.num_stages)
+            ]).mean(dim=0)
+            per_image = list(probs.split([len(d) for d in detections]))
+        threshold = self.test_cfg.get("mask_thr_binary", 0.5)
+        for dets, probs, meta in zip(detections, per_image, metas):
+            if rescale and meta.flip and probs is not None:
+                probs = unflip_masks(probs, meta.flip_direction or "horizontal")
+            out_shape = meta.ori_shape if rescale else meta.img_shape
+            dets.masks = self.mask_head[-1].paste_probs(probs, dets.boxes, out_shape, threshold)
+        return detections

@@ -105,12 +105,22 @@ class FCNMaskHead(MaskHead):
         self, mask_pred: Tensor | None, boxes: Tensor, labels: Tensor, out_shape: tuple[int, int], threshold: float = 0.5
     ) -> Tensor:
         """(N, H, W) bool masks: each detection's class probabilities pasted into its box of an H x W image."""
+        if mask_pred is None or boxes.shape[0] == 0:
+            return self.paste_probs(None, boxes, out_shape, threshold)
+        return self.paste_probs(self.class_probs(mask_pred, labels), boxes, out_shape, threshold)
+
+    def class_probs(self, mask_pred: Tensor, labels: Tensor) -> Tensor:
+        """(N, M, M) foreground probabilities of each detection's class channel (channel 0 when class agnostic)."""
+        channel = torch.zeros_like(labels) if self.class_agnostic else labels
+        return mask_pred[torch.arange(mask_pred.shape[0], device=mask_pred.device), channel].sigmoid()
+
+    @staticmethod
+    def paste_probs(probs: Tensor | None, boxes: Tensor, out_shape: tuple[int, int], threshold: float = 0.5) -> Tensor:
+        """(N, H, W) bool masks from per-detection (M, M) probabilities pasted into their boxes and thresholded."""
         height, width = int(out_shape[0]), int(out_shape[1])
         masks = torch.zeros((boxes.shape[0], height, width), dtype=torch.bool, device=boxes.device)
-        if mask_pred is None or boxes.shape[0] == 0:
+        if probs is None:
             return masks
-        channel = torch.zeros_like(labels) if self.class_agnostic else labels
-        probs = mask_pred[torch.arange(boxes.shape[0], device=boxes.device), channel].sigmoid()
         for i in range(boxes.shape[0]):
             pasted = paste_mask(probs[i], boxes[i], height, width)
             if pasted is not None:

@@ -136,8 +136,7 @@ class StandardRoIHead(RoIHead):
         self, feats: Sequence[Tensor], detections: list[Instances], metas: Sequence[ImageMeta], rescale: bool
     ) -> list[Instances]:
         """Add a ``masks`` field (N, H, W) bool to each image's detections."""
-        boxes = [input_boxes(dets.boxes, meta) if rescale else dets.boxes for dets, meta in zip(detections, metas)]
-        rois = bbox2roi(boxes).to(feats[0])
+        rois = detection_rois(detections, metas, rescale).to(feats[0])
         if rois.shape[0] > 0:
             per_image = self.mask_forward(feats, rois).split([len(d) for d in detections])
         else:
@@ -152,6 +151,11 @@ class StandardRoIHead(RoIHead):
             )
             results.append(dets)
         return results
+
+
+def detection_rois(detections: Sequence[Instances], metas: Sequence[ImageMeta], rescale: bool) -> Tensor:
+    """RoIs (K, 5) of the detections' boxes in network-input pixels (they are in original pixels when ``rescale``)."""
+    return bbox2roi([input_boxes(d.boxes, meta) if rescale else d.boxes for d, meta in zip(detections, metas)])
 
 
 def input_boxes(boxes: Tensor, meta: ImageMeta) -> Tensor:
