@@ -35,6 +35,7 @@ DIST_DIRS = (
     "packages/det-single-stage",
     "packages/det-anchor-free",
     "packages/det-two-stage",
+    "packages/det-cascade",
     "ops-cuda",
     "plugins/det-plugin-template",
 )
