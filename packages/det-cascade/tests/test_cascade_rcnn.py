@@ -277,7 +277,7 @@ def test_mask_losses_per_stage_are_weighted():
 
 
 @pytest.mark.parametrize("name", ["cascade_rcnn_r50_fpn_1x_coco", "cascade_rcnn_r18_fpn_shapes",
-                                  "cascade_mask_rcnn_r50_fpn_1x_coco"])
+                                  "cascade_mask_rcnn_r50_fpn_1x_coco", "cascade_mask_rcnn_r18_fpn_shapes"])
 def test_shipped_configs_build(name):
     model = build("detectors", load_config(name)["model"])
     assert type(model).__name__ == "CascadeRCNN" and model.roi_head.num_stages == 3
