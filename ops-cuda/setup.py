@@ -3,12 +3,13 @@
 CPU kernels are always compiled. CUDA kernels are compiled when a CUDA toolkit is found
 (``CUDA_HOME`` / ``nvcc``) and torch was built with CUDA, or when ``DET_OPS_CUDA_FORCE_CUDA=1``;
 ``DET_OPS_CUDA_NO_CUDA=1`` disables them. The kernels are compiled against the torch installed in
-the environment the package is installed into, also under pip's build isolation (see import_torch).
+the environment the package is installed into, also under pip's build isolation (see make_torch_importable).
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import sys
@@ -53,25 +54,18 @@ def target_sys_path() -> list[str]:
         return []
 
 
-def import_torch() -> None:
-    """Import the torch the compiled kernels will run with.
+def make_torch_importable() -> None:
+    """Make the torch the compiled kernels will run with importable.
 
     Under build isolation the build environment has no torch. Installing a second copy there would
     download gigabytes and could differ in version (and C++ ABI) from the installed one, so the
     target environment's own paths are appended to sys.path instead (after the build environment's,
     so its setuptools still wins).
     """
-    try:
-        import torch  # noqa: F401
+    if importlib.util.find_spec("torch") is not None:
         return
-    except ImportError:
-        pass
-    for path in target_sys_path():
-        if path and path not in sys.path:
-            sys.path.append(path)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    sys.path.extend(path for path in target_sys_path() if path and path not in sys.path)
+    if importlib.util.find_spec("torch") is None:
         fail(
             f"torch is not installed for {sys.executable}. Install torch into the environment first "
             "(e.g. `pip install torch`), then `pip install ./ops-cuda`. When building a wheel with "
@@ -79,7 +73,7 @@ def import_torch() -> None:
         )
 
 
-import_torch()
+make_torch_importable()
 import torch  # noqa: E402
 from torch.utils import cpp_extension  # noqa: E402
 
