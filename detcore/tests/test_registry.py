@@ -101,17 +101,28 @@ def test_listing_imports_neither_plugins_nor_torch(tmp_path, dist_writer):
                                     "detcore.plugins": {"fake": "fake_plugin"}},
                       files={"fake_mod.py": "raise SystemExit('component imported')\n",
                              "fake_plugin.py": "raise SystemExit('plugin imported')\n"})
+    outputs, torch_imported = list_in_subprocess(site, ["--json"])
+    assert not torch_imported
+    assert [r["name"] for r in outputs[0] if r["distribution"] == "det-fake"] == ["MyNeck"]
+
+
+def list_in_subprocess(site, *arg_lists: list[str]) -> tuple[list, bool]:
+    """Run `list-components ARGS` (each a JSON listing) in a fresh process that sees only ``site``;
+    returns the parsed outputs and whether torch got imported."""
     code = ("import sys, json, io, contextlib\n"
             "from detcore.cli.main import main\n"
-            "buf = io.StringIO()\n"
-            "with contextlib.redirect_stdout(buf):\n"
-            "    rc = main(['list-components', '--json'])\n"
-            "rows = json.loads(buf.getvalue())\n"
-            "print(rc, 'torch' in sys.modules, [r['name'] for r in rows if r['distribution'] == 'det-fake'])\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "0 False ['MyNeck']"
+            "outputs = []\n"
+            f"for args in {[list(a) for a in arg_lists]!r}:\n"
+            "    buf = io.StringIO()\n"
+            "    with contextlib.redirect_stdout(buf):\n"
+            "        assert main(['list-components', *args]) == 0\n"
+            "    outputs.append(json.loads(buf.getvalue()))\n"
+            "print(json.dumps([outputs, 'torch' in sys.modules]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    outputs, torch_imported = json.loads(proc.stdout)
+    return outputs, torch_imported
 
 
 def test_list_components_json_fields(tmp_path, dist_writer, cli):
@@ -125,3 +136,80 @@ def test_list_components_json_fields(tmp_path, dist_writer, cli):
                    "target": "fake_mod:MyNeck", "status": "available"}
     # the kernel's own components are listed under the kernel's distribution
     assert any(r["name"] == "SGD" and r["distribution"] == "detcore" for r in rows)
+
+
+COST_SRC = """
+class FocalCost:
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+"""
+
+
+def test_a_family_introduces_a_kind_with_no_kernel_edit(fake_dist):
+    from detcore.registry import describe_kind, kinds
+
+    fake_dist("det-fake-detr", entry_points={"detcore.match_costs": {"FocalCost": "fake_cost:FocalCost"}},
+              files={"fake_cost.py": COST_SRC})
+    assert "match_costs" in kinds()
+    assert describe_kind("match_costs") == "declared by det-fake-detr"
+    assert [(s.kind, s.name, s.distribution) for s in components("match_costs")] == [
+        ("match_costs", "FocalCost", "det-fake-detr")]
+    assert build("match_costs", {"type": "FocalCost", "weight": 2.0}).weight == 2.0
+    with pytest.raises(UnknownComponentError, match="Unknown match_costs component 'FocalCst'"):
+        build("match_costs", {"type": "FocalCst"})
+
+
+def test_unknown_kind_names_the_known_kinds_including_new_ones(fake_dist):
+    fake_dist("det-fake-detr", entry_points={"detcore.match_costs": {"FocalCost": "fake_cost:FocalCost"}},
+              files={"fake_cost.py": COST_SRC})
+    with pytest.raises(UnknownComponentError) as err:
+        build("match_cost", {"type": "FocalCost"})
+    msg = str(err.value)
+    assert "Unknown component kind 'match_cost'. Did you mean match_costs?" in msg
+    known = msg.split("Known kinds: ", 1)[1].split(".", 1)[0].split(", ")
+    assert {"match_costs", "necks", "detectors", "converters"} <= set(known)
+
+
+def test_configs_plugins_and_ops_groups_are_not_kinds(fake_dist):
+    from detcore.registry import kinds
+
+    fake_dist("det-fake", entry_points={"detcore.configs": {"det-fake": "fake_pkg.configs"},
+                                        "detcore.plugins": {"fake": "fake_plugin"},
+                                        "detcore.ops": {"fake": "fake_ops:make_backend"},
+                                        "detcore.necks": {"MyNeck": "fake_mod:MyNeck"}},
+              files={"fake_mod.py": NECK_SRC})
+    assert not {"configs", "plugins", "ops"} & set(kinds())
+    assert [s.kind for s in components() if s.distribution == "det-fake"] == ["necks"]
+    with pytest.raises(UnknownComponentError, match="Unknown component kind 'ops'"):
+        components("ops")
+
+
+def test_catalog_kind_without_installed_provider_still_hints(fake_dist, monkeypatch):
+    from detcore.registry import describe_kind, kinds, registry
+
+    monkeypatch.setattr(registry, "_catalog", lambda: {"semantic_heads": {"FusedSemanticHead": "det-fancy"}})
+    assert "semantic_heads" in kinds()
+    assert describe_kind("semantic_heads") == "provided by det-fancy (not installed)"
+    assert components("semantic_heads") == []
+    with pytest.raises(UnknownComponentError, match="pip install det-fancy"):
+        resolve("semantic_heads", "FusedSemanticHead")
+
+
+def test_cli_lists_a_new_kind_without_importing_torch(tmp_path, dist_writer):
+    site = dist_writer(tmp_path / "site", "det-fake-detr",
+                       entry_points={"detcore.match_costs": {"FocalCost": "fake_cost:FocalCost"}},
+                       files={"fake_cost.py": "raise SystemExit('component imported')\n"})
+    (listed, kind_rows), torch_imported = list_in_subprocess(
+        site, ["--kind", "match_costs", "--json"], ["--kinds", "--json"])
+    assert not torch_imported
+    assert [(r["kind"], r["name"], r["distribution"]) for r in listed] == [
+        ("match_costs", "FocalCost", "det-fake-detr")]
+    row = next(r for r in kind_rows if r["kind"] == "match_costs")
+    assert row == {"kind": "match_costs", "components": 1, "description": "declared by det-fake-detr"}
+
+
+def test_cli_unknown_kind_is_a_named_error(cli):
+    out = cli("list-components", "--kind", "neck")
+    assert out.returncode == 2
+    assert "Unknown component kind 'neck'. Did you mean necks?" in out.stderr
+    assert "Known kinds:" in out.stderr

@@ -17,7 +17,7 @@ from detcore.errors import (
     UnknownComponentError,
 )
 from detcore.registry.discovery import EntryPointRecord, normalize_dist, scan_entry_points
-from detcore.registry.kinds import GROUP_PREFIX, KINDS
+from detcore.registry.kinds import GROUP_PREFIX, KIND_DESCRIPTIONS, kind_of_group
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +39,9 @@ class ComponentSpec:
 
     @classmethod
     def from_record(cls, record: EntryPointRecord) -> "ComponentSpec":
-        kind = record.group[len(GROUP_PREFIX):]
+        kind = kind_of_group(record.group)
+        if kind is None:
+            raise ValueError(f"Entry-point group {record.group!r} does not declare components")
         return cls(kind, record.name, record.target, record.distribution, record.version)
 
     def load(self) -> Any:
@@ -66,12 +68,37 @@ def _catalog() -> dict[str, dict[str, str]]:
     return tomllib.loads(text)
 
 
+def kinds() -> list[str]:
+    """Every component kind: the groups ``detcore.<kind>`` installed distributions declare, plus
+    the described first-party kinds and the catalog's kinds (so that an empty kind still lists
+    and a first-party name that is not installed still gets its install hint)."""
+    declared = {kind_of_group(r.group) for r in scan_entry_points()}
+    declared.discard(None)
+    return sorted(declared | set(KIND_DESCRIPTIONS) | set(_catalog()))
+
+
+def describe_kind(kind: str) -> str:
+    """One line on what a kind holds; a kind a family introduced is described by who declares it."""
+    if kind in KIND_DESCRIPTIONS:
+        return KIND_DESCRIPTIONS[kind]
+    dists = sorted({r.distribution for r in scan_entry_points() if kind_of_group(r.group) == kind})
+    if dists:
+        return f"declared by {', '.join(dists)}"
+    provider = sorted(set(_catalog().get(kind, {}).values()))
+    return f"provided by {', '.join(provider)} (not installed)" if provider else ""
+
+
 def check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        close = difflib.get_close_matches(kind, KINDS, n=3)
+    """Raise a named error for a kind no installed distribution declares (listing the known ones)."""
+    known = kinds()
+    if kind not in known:
+        close = difflib.get_close_matches(kind, known, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UnknownComponentError(
-            f"Unknown component kind {kind!r}.{hint} Kinds: {', '.join(KINDS)}."
+            f"Unknown component kind {kind!r}.{hint} Known kinds: {', '.join(known)}. A kind is "
+            f"any entry-point group {GROUP_PREFIX}<kind> an installed distribution declares; "
+            f"install the distribution that provides {kind!r} or declare the group in its "
+            "pyproject.toml."
         )
 
 
@@ -81,8 +108,8 @@ def components(kind: str | None = None) -> list[ComponentSpec]:
         check_kind(kind)
     specs = []
     for record in scan_entry_points():
-        k = record.group[len(GROUP_PREFIX):]
-        if k in KINDS and (kind is None or k == kind):
+        k = kind_of_group(record.group)
+        if k is not None and (kind is None or k == kind):
             specs.append(ComponentSpec.from_record(record))
     return sorted(specs, key=lambda s: (s.kind, s.name, s.distribution))
 

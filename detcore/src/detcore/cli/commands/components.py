@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from detcore.registry.kinds import KINDS
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "list-components",
         help="list the components installed distributions register",
-        description="List components from package metadata (imports nothing). "
-        "Kinds: " + ", ".join(KINDS) + ".",
+        description="List components from package metadata (imports nothing). Every "
+        "entry-point group detcore.<kind> is a kind; --kinds lists them.",
     )
-    p.add_argument("--kind", choices=list(KINDS), help="only this kind")
+    p.add_argument("--kind", help="only this kind (e.g. necks; see --kinds)")
+    p.add_argument("--kinds", action="store_true",
+                   help="list the kinds instead: installed groups and first-party ones")
     p.add_argument("--json", action="store_true", help="print a JSON list of objects")
     p.add_argument(
         "--check", action="store_true",
@@ -67,7 +67,25 @@ def component_rows(kind: str | None, check: bool) -> list[dict]:
     return rows
 
 
+def kind_rows() -> list[dict]:
+    """One dict per kind: what it holds and how many components are installed."""
+    from detcore.registry import components, describe_kind, kinds
+
+    counts: dict[str, int] = {}
+    for spec in components():
+        counts[spec.kind] = counts.get(spec.kind, 0) + 1
+    return [{"kind": k, "components": counts.get(k, 0), "description": describe_kind(k)}
+            for k in kinds()]
+
+
 def list_components(args: argparse.Namespace) -> int:
+    if args.kinds:
+        rows = kind_rows()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            _print_table(rows, ["kind", "components", "description"])
+        return 0
     rows = component_rows(args.kind, args.check)
     broken = any(r["status"].startswith("broken") for r in rows)
     if args.json:
