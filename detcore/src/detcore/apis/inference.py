@@ -135,6 +135,16 @@ def _prepare(model: nn.Module, image: ImageInput, index: int) -> Any:
     return _pipeline_for(model, from_array=False)(results)
 
 
+def prepare_batch(model: nn.Module, images: ImageInput | Sequence[ImageInput]) -> Any:
+    """The model's test pipeline applied to the images and collated into one ``Batch`` on the model's device
+    (pipelines without test-time augmentation only)."""
+    items = [images] if isinstance(images, (str, os.PathLike, np.ndarray)) else list(images)
+    samples = [_prepare(model, img, i) for i, img in enumerate(items)]
+    if any(s is None or isinstance(s, list) for s in samples):
+        raise DataError("prepare_batch needs a test pipeline that keeps every image and has no MultiScaleFlipAug")
+    return collate(samples).to(next(model.parameters()).device)
+
+
 @torch.no_grad()
 def inference_detector(model: nn.Module, images: ImageInput | Sequence[ImageInput]) -> Instances | list[Instances]:
     """Detections (boxes in original pixels) for one image or a list; returns the same shape as given."""

@@ -76,20 +76,30 @@ class SamplingResult:
 
 
 class Assigner(ABC):
-    """Assigns each prior (anchor, point or proposal) to a ground truth, background or ignore."""
+    """Assigns each candidate prediction to a ground truth, to background or to ignore.
+
+    ``pred`` has one row per candidate. Every caller sets ``priors`` (anchors or proposals as
+    (N, 4) boxes, points as (N, 2+)); a prior from a multi-level grid also has ``level_ids``
+    (N,) long. Prediction-aware methods (PAA, Hungarian matching, FreeAnchor, ...) read what
+    the head adds: ``boxes`` (decoded predicted boxes) and ``scores`` (N, C class logits or
+    probabilities), or any other named field. ``pred.image_size`` is the unpadded image
+    (height, width) when the caller knows it. ``ignored`` holds regions to ignore (crowds).
+    """
 
     @abstractmethod
-    def assign(
-        self, priors: Tensor, gt: Instances, ignored: Instances | None = None, **context: object
-    ) -> AssignResult: ...
+    def assign(self, pred: Instances, gt: Instances, ignored: Instances | None = None) -> AssignResult: ...
 
 
 class Sampler(ABC):
-    """Chooses which assigned priors contribute to the loss (e.g. 512 RoIs, 25% positive)."""
+    """Chooses which assigned candidates contribute to the loss (e.g. 512 RoIs, 25% positive).
+
+    ``pred`` is the assigner's input (``priors`` at least); ``context`` carries what a sampler
+    needs from its caller (OHEM: the per-candidate loss function of the RoI head).
+    """
 
     @abstractmethod
     def sample(
-        self, assign_result: AssignResult, priors: Tensor, gt: Instances, **context: object
+        self, assign_result: AssignResult, pred: Instances, gt: Instances, **context: object
     ) -> SamplingResult: ...
 
 

@@ -113,9 +113,10 @@ class CascadeRoIHead(RoIHead):
         results = []
         for i, (priors, gt) in enumerate(zip(proposals, batch.gt)):
             ignored = batch.ignored[i] if batch.ignored is not None else None
-            assign_result = self.assigners[stage].assign(priors, gt, ignored)
+            pred = Instances(tuple(batch.metas[i].img_shape), priors=priors)
+            assign_result = self.assigners[stage].assign(pred, gt, ignored)
             image_feats = [f[i : i + 1] for f in feats]
-            results.append(self.samplers[stage].sample(assign_result, priors, gt, feats=image_feats))
+            results.append(self.samplers[stage].sample(assign_result, pred, gt, feats=image_feats))
         return results
 
     def loss(self, feats: Sequence[Tensor], proposals: list[Instances], batch: Batch) -> dict[str, Tensor]:

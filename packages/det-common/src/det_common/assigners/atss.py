@@ -16,25 +16,20 @@ class ATSSAssigner(Assigner):
     IoU >= mean + std of the candidates' IoUs and whose center lies inside the gt are positive
     (a prior claimed by several gts takes the highest IoU); every other prior is negative.
 
-    Needs ``num_level_priors`` (priors per level, in the order of ``priors``) as context.
-    Priors whose IoF with an ``ignored`` box exceeds ``ignore_iof_thr`` (> 0) are ignored.
-    ``max_overlaps`` is each prior's best IoU over the gts (its assigned gt's for positives).
+    Needs ``pred.level_ids`` (the pyramid level of each prior). Priors whose IoF with an
+    ``ignored`` box exceeds ``ignore_iof_thr`` (> 0) are ignored. ``max_overlaps`` is each
+    prior's best IoU over the gts (its assigned gt's for positives).
     """
 
     def __init__(self, topk: int = 9, ignore_iof_thr: float = -1) -> None:
         self.topk = topk
         self.ignore_iof_thr = ignore_iof_thr
 
-    def assign(
-        self, priors: Tensor, gt: Instances, ignored: Instances | None = None, **context: object
-    ) -> AssignResult:
-        num_level_priors = context.get("num_level_priors")
-        if num_level_priors is None:
-            raise ValueError("ATSSAssigner.assign needs the context num_level_priors (priors per level)")
-        num_level_priors = [int(n) for n in num_level_priors]  # type: ignore[union-attr]
-        priors = priors[:, :4]
-        if sum(num_level_priors) != priors.shape[0]:
-            raise ValueError(f"ATSSAssigner: num_level_priors sums to {sum(num_level_priors)}, not {priors.shape[0]}")
+    def assign(self, pred: Instances, gt: Instances, ignored: Instances | None = None) -> AssignResult:
+        level_ids = pred.get("level_ids")
+        if level_ids is None:
+            raise ValueError("ATSSAssigner.assign needs pred.level_ids (the pyramid level of each prior)")
+        priors = pred.priors[:, :4]
         gt_boxes = gt.boxes
         num_gts, num_priors = gt_boxes.shape[0], priors.shape[0]
         if num_gts == 0 or num_priors == 0:
@@ -52,13 +47,11 @@ class ATSSAssigner(Assigner):
             gt_inds[ignore_mask] = -1
 
         candidates = []
-        start = 0
-        for count in num_level_priors:
-            k = min(self.topk, count)
-            if k > 0:
-                _, idx = distances[start:start + count].topk(k, dim=0, largest=False)
-                candidates.append(idx + start)
-            start += count
+        for level in torch.unique(level_ids):
+            level_inds = torch.nonzero(level_ids == level).flatten()
+            k = min(self.topk, level_inds.numel())
+            _, idx = distances[level_inds].topk(k, dim=0, largest=False)
+            candidates.append(level_inds[idx])
         candidate_idxs = torch.cat(candidates, dim=0)  # (K, G)
         gt_cols = torch.arange(num_gts, device=priors.device)
         candidate_overlaps = overlaps[candidate_idxs, gt_cols[None, :]]

@@ -63,10 +63,8 @@ class MaxIoUAssigner(Assigner):
         self.ignore_wrt_candidates = ignore_wrt_candidates
         self.match_low_quality = match_low_quality
 
-    def assign(
-        self, priors: Tensor, gt: Instances, ignored: Instances | None = None, **context: object
-    ) -> AssignResult:
-        priors = priors[:, :4]
+    def assign(self, pred: Instances, gt: Instances, ignored: Instances | None = None) -> AssignResult:
+        priors = pred.priors[:, :4]
         gt_boxes = gt.boxes
         overlaps = bbox_overlaps(gt_boxes, priors)  # (G, N)
         if (

@@ -133,11 +133,9 @@ class AnchorHead(BaseDenseHead):
             torch.arange(len(num_level_anchors), device=inside.device),
             torch.as_tensor(num_level_anchors, device=inside.device),
         )
-        num_level_inside = [int(n) for n in torch.bincount(level_ids[inside], minlength=len(num_level_anchors))]
-        assign_result: AssignResult = self.assigner.assign(
-            anchors, gt, ignored, num_level_priors=num_level_inside
-        )
-        sampling = self.sampler.sample(assign_result, anchors, gt)
+        pred = Instances(tuple(meta.img_shape), priors=anchors, level_ids=level_ids[inside])
+        assign_result: AssignResult = self.assigner.assign(pred, gt, ignored)
+        sampling = self.sampler.sample(assign_result, pred, gt)
 
         num_anchors = flat_anchors.shape[0]
         labels = flat_anchors.new_full((num_anchors,), self.num_classes, dtype=torch.long)

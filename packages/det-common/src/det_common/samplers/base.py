@@ -58,8 +58,8 @@ class BaseSampler(Sampler):
     def _sample_neg(self, assign_result: AssignResult, priors: Tensor, num_expected: int, **context: object) -> Tensor:
         """Indices of at most ``num_expected`` negatives."""
 
-    def sample(self, assign_result: AssignResult, priors: Tensor, gt: Instances, **context: object) -> SamplingResult:
-        priors = priors[:, :4]
+    def sample(self, assign_result: AssignResult, pred: Instances, gt: Instances, **context: object) -> SamplingResult:
+        priors = pred.priors[:, :4]
         gt_boxes = gt.boxes
         gt_flags = torch.zeros(priors.shape[0], dtype=torch.bool, device=priors.device)
         if self.add_gt_as_proposals and gt_boxes.shape[0] > 0:

@@ -17,7 +17,8 @@ class PseudoSampler(Sampler):
         if kwargs:
             raise TypeError(f"PseudoSampler takes no options, got {sorted(kwargs)}")
 
-    def sample(self, assign_result: AssignResult, priors: Tensor, gt: Instances, **context: object) -> SamplingResult:
+    def sample(self, assign_result: AssignResult, pred: Instances, gt: Instances, **context: object) -> SamplingResult:
+        priors = pred.priors
         pos_inds = torch.nonzero(assign_result.gt_inds > 0).flatten()
         neg_inds = torch.nonzero(assign_result.gt_inds == 0).flatten()
         gt_flags = torch.zeros(priors.shape[0], dtype=torch.bool, device=priors.device)

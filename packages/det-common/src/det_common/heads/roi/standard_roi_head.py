@@ -77,10 +77,10 @@ class StandardRoIHead(RoIHead):
         results = []
         for i, (props, gt) in enumerate(zip(proposals, batch.gt)):
             ignored = batch.ignored[i] if batch.ignored is not None else None
-            priors = props.boxes.detach()[:, :4]
-            assign_result = self.assigner.assign(priors, gt, ignored)
+            pred = Instances(props.image_size, priors=props.boxes.detach()[:, :4])
+            assign_result = self.assigner.assign(pred, gt, ignored)
             image_feats = [f[i : i + 1] for f in feats]
-            results.append(self.sampler.sample(assign_result, priors, gt, feats=image_feats))
+            results.append(self.sampler.sample(assign_result, pred, gt, feats=image_feats))
         return results
 
     def loss(self, feats: Sequence[Tensor], proposals: list[Instances], batch: Batch) -> dict[str, Tensor]:
