@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from det_common.assigners.max_iou import empty_assign_result, labels_from_gt_inds
 from det_common.bbox.overlaps import bbox_overlaps

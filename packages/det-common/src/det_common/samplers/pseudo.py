@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from det_common.samplers.base import build_sampling_result
 from detcore.interfaces import AssignResult, Sampler, SamplingResult
