@@ -41,3 +41,11 @@ def write_coco(root: Path, images: list[dict], annotations: list[dict], categori
 
 def ann(ann_id: int, image_id: Any, cat: int, bbox: list[float], **extra: Any) -> dict:
     return {"id": ann_id, "image_id": image_id, "category_id": cat, "bbox": bbox, **extra}
+
+
+@pytest.fixture(scope="session")
+def shapes_seg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shapes of ``shapes_dir`` (fewer) with semantic maps (``stuffthingmaps/{train,val}``)."""
+    out = tmp_path_factory.mktemp("shapes_seg")
+    make_shapes(out, num_train=8, num_val=2, size=96, seed=3, with_seg=True)
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -44,8 +45,8 @@ def test_semantic_seg_follows_flip_and_rescale(tmp_path):
     out = RandomFlip(prob=1.0)(out)
     out = SegRescale(scale_factor=0.5)(out)
     sample = PackDetInputs()(out)
-    got = sample.extra["gt_semantic_seg"]
-    assert got.shape == (10, 20)
+    got = sample.gt_sem_seg
+    assert got.shape == (10, 20) and got.dtype == torch.int64
     assert (got[:, 15:] == 3).all() and (got[:, :15] == 0).all()
 
 
@@ -60,3 +61,20 @@ def test_photometric_distortion_changes_colours_only(tmp_path):
         assert out.shape == img.shape and out.dtype == torch.float32
         assert float(out.min()) >= 0 and float(out.max()) <= 255.0 + 1e-3
     assert any((out - img.float()).abs().mean() > 5 for out in outs)
+
+
+def test_keypoints_are_packed_and_refused_by_geometric_transforms():
+    from torchvision import tv_tensors
+
+    from detcore.data.transforms.fields import make_boxes
+    from detcore.errors import DataError
+
+    keypoints = torch.tensor([[[2.0, 3.0, 2.0], [5.0, 6.0, 0.0]]])
+    results = {"img": tv_tensors.Image(torch.zeros(3, 8, 10, dtype=torch.uint8)), "img_id": 7,
+               "gt_bboxes": make_boxes([[1, 1, 6, 7]], (8, 10)), "gt_labels": torch.tensor([0]),
+               "gt_keypoints": keypoints, "bbox_fields": ["gt_bboxes"]}
+    sample = PackDetInputs()(results)
+    assert torch.equal(sample.gt.keypoints, keypoints) and sample.gt.keypoints.dtype == torch.float32
+    for transform in (RandomFlip(prob=1.0), Resize(scale=(20, 16))):
+        with pytest.raises(DataError, match="image 7: results hold gt_keypoints"):
+            transform(results)

@@ -7,6 +7,11 @@ subtracting the shapes drawn above it (convex pieces), and written as polygon se
 Shapes less than half visible are removed from the scene (not drawn), so every drawn shape is
 annotated. Box and area are those of the rasterised visible polygons (pycocotools), and the
 pixels are painted with the same rasteriser, so annotations match the drawn pixels.
+
+With ``with_seg`` each image also gets a semantic map in COCO-stuff's layout
+(``stuffthingmaps/<split>/<image stem>.png``, what MMDetection's HTC configs read through
+``seg_prefix``): one class index per pixel, category id - 1 (the contiguous label here), and
+``seg_background`` (255 = ignore by default) elsewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ CATEGORIES = [
 ]
 # Base hue (degrees) of each category: colour and shape both tell the classes apart.
 CLASS_HUES = {1: 0.0, 2: 120.0, 3: 225.0}
+SEG_DIR = "stuffthingmaps"  # semantic maps: SEG_DIR/<split>/<image stem>.png
 MIN_VISIBLE = 0.5
 MIN_PIECE_AREA = 1.0
 ELLIPSE_VERTICES = 32
@@ -202,15 +208,33 @@ def render_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[
     return np.clip(np.round(img), 0, 255).astype(np.uint8), objects
 
 
-def make_split(out_dir: Path, split: int, name: str, num_images: int, size: int, seed: int) -> dict[str, Any]:
-    """Write ``out_dir/name/*.png`` and return the split's COCO dict."""
+def semantic_map(objects: list[dict[str, Any]], size: int, background: int = 255) -> np.ndarray:
+    """(H, W) uint8 map of ``render_image``'s objects: category id - 1 on each object's visible
+    polygons (rasterised as its mask, later objects on top), ``background`` elsewhere."""
+    seg = np.full((size, size), background, dtype=np.uint8)
+    for obj in objects:
+        polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in obj["segmentation"]]
+        seg[_rasterise(polys, size)] = obj["category_id"] - 1
+    return seg
+
+
+def make_split(
+    out_dir: Path, split: int, name: str, num_images: int, size: int, seed: int,
+    seg_dir: Path | None = None, seg_background: int = 255,
+) -> dict[str, Any]:
+    """Write ``out_dir/name/*.png`` (and, with ``seg_dir``, ``seg_dir/*.png``); return the split's COCO dict."""
     (out_dir / name).mkdir(parents=True, exist_ok=True)
+    if seg_dir is not None:
+        seg_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i in range(num_images):
         rng = np.random.default_rng([seed, split, i])
         pixels, objects = render_image(rng, size)
         file_name = f"{i:06d}.png"
         Image.fromarray(pixels).save(out_dir / name / file_name, compress_level=1)
+        if seg_dir is not None:
+            seg = semantic_map(objects, size, seg_background)
+            Image.fromarray(seg, mode="L").save(seg_dir / file_name, compress_level=1)
         image_id = i + 1
         images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
         for obj in objects:
@@ -225,20 +249,32 @@ def make_split(out_dir: Path, split: int, name: str, num_images: int, size: int,
 
 
 def make_shapes(
-    out_dir: str | Path, num_train: int = 600, num_val: int = 100, size: int = 160, seed: int = 0
+    out_dir: str | Path, num_train: int = 600, num_val: int = 100, size: int = 160, seed: int = 0,
+    with_seg: bool = False, seg_background: int = 255,
 ) -> dict[str, Path]:
-    """Write the shapes dataset (``train/``, ``val/``, ``annotations/instances_{train,val}.json``).
+    """Write the shapes dataset (``train/``, ``val/``, ``annotations/instances_{train,val}.json``,
+    and with ``with_seg`` the semantic maps ``stuffthingmaps/{train,val}/``).
 
-    The same arguments always give byte-identical annotation files. Returns the annotation paths.
+    The same arguments always give byte-identical files. Returns the annotation paths by split
+    (``train``, ``val``) and the semantic-map folders (``train_seg``, ``val_seg``): a dataset reads
+    them with ``seg_prefix = "stuffthingmaps/train/"``.
     """
     if size < 32:
         raise ValueError(f"make_shapes: size must be at least 32 pixels, got {size}")
+    if not len(CATEGORIES) <= seg_background <= 255:
+        raise ValueError(
+            f"make_shapes: seg_background must be in [{len(CATEGORIES)}, 255] (0..{len(CATEGORIES) - 1} are the "
+            f"classes; 255 = ignore, {len(CATEGORIES)} = a background class), got {seg_background}"
+        )
     out_dir = Path(out_dir)
     (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
     paths = {}
     for split, (name, count) in enumerate((("train", num_train), ("val", num_val))):
-        coco = make_split(out_dir, split, name, count, size, seed)
+        seg_dir = out_dir / SEG_DIR / name if with_seg else None
+        coco = make_split(out_dir, split, name, count, size, seed, seg_dir, seg_background)
         path = out_dir / "annotations" / f"instances_{name}.json"
         path.write_text(json.dumps(coco, separators=(",", ":")), encoding="utf-8")
         paths[name] = path
+        if seg_dir is not None:
+            paths[f"{name}_seg"] = seg_dir
     return paths

@@ -1,6 +1,6 @@
 """Typed containers for what flows between components."""
 
 from detcore.structures.instances import ImageMeta, Instances
-from detcore.structures.sample import Batch, DetSample, collate
+from detcore.structures.sample import SEG_IGNORE, Batch, DetSample, collate
 
-__all__ = ["Batch", "DetSample", "ImageMeta", "Instances", "collate"]
+__all__ = ["SEG_IGNORE", "Batch", "DetSample", "ImageMeta", "Instances", "collate"]

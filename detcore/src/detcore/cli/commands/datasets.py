@@ -15,6 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-val", type=int, default=100)
     p.add_argument("--size", type=int, default=160, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--with-seg", action="store_true",
+                   help="also write semantic maps (stuffthingmaps/{train,val}/*.png: class index per pixel; "
+                   "read them with the dataset key seg_prefix = \"stuffthingmaps/train/\")")
+    p.add_argument("--seg-background", type=int, default=255,
+                   help="value of background pixels in the semantic maps (255 = ignore, the default; "
+                   "3 = a background class)")
     p.set_defaults(handler=make_shapes_command)
 
     b = subparsers.add_parser(
@@ -35,7 +41,7 @@ def make_shapes_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     paths = make_shapes(args.out_dir, num_train=args.num_train, num_val=args.num_val, size=args.size,
-                        seed=args.seed)
+                        seed=args.seed, with_seg=args.with_seg, seg_background=args.seg_background)
     elapsed = time.perf_counter() - start
     print(f"wrote {args.num_train} train and {args.num_val} val images ({args.size}px) in {elapsed:.1f}s")
     for name, path in paths.items():

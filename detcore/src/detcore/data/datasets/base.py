@@ -58,7 +58,9 @@ class DetDataset(Dataset):
     dropped when ``filter_empty_gt``. ``on_bad_box`` ("error" | "skip" | "clip") handles boxes
     outside the image or without area; boxes narrower or shorter than ``min_box_size`` are dropped.
     ``check_files`` verifies up front that every image file exists. ``proposal_file`` is a JSON
-    object mapping each image id to a list of [x1, y1, x2, y2(, score)].
+    object mapping each image id to a list of [x1, y1, x2, y2(, score)]. ``seg_prefix`` is the folder
+    of the per-image semantic maps (``LoadAnnotations(with_seg=True)``); an image's map is named
+    like its file with the suffix ``seg_suffix`` (COCO-stuff's ``stuffthingmaps`` layout).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class DetDataset(Dataset):
         data_root: str | Path | None = None,
         img_prefix: str | Path = "",
         seg_prefix: str | Path | None = None,
+        seg_suffix: str = ".png",
         proposal_file: str | Path | None = None,
         classes: Sequence[str] | None = None,
         filter_empty_gt: bool = True,
@@ -80,6 +83,7 @@ class DetDataset(Dataset):
         self.ann_file = _join(data_root, ann_file)
         self.img_prefix = _join(data_root, img_prefix) or Path("")
         self.seg_prefix = _join(data_root, seg_prefix)
+        self.seg_suffix = seg_suffix
         self.proposal_file = _join(data_root, proposal_file)
         self.requested_classes = list(classes) if classes is not None else None
         self.filter_empty_gt = filter_empty_gt

@@ -29,7 +29,8 @@ class CocoDataset(DetDataset):
     ``0..K-1`` in ``cat_ids`` order. ``classes`` (names) selects and orders a subset of the
     categories; by default every category, sorted by id. Crowd annotations (``iscrowd=1``) and
     those flagged ``ignore`` become ignore regions. Polygon and RLE segmentations are kept for
-    ``LoadAnnotations(with_mask=True)``. ``coco`` is the pycocotools index used by the metric;
+    ``LoadAnnotations(with_mask=True)``; each image's semantic map (``with_seg=True``) is
+    ``seg_prefix / <file_name stem><seg_suffix>``. ``coco`` is the pycocotools index used by the metric;
     missing ``area`` / ``iscrowd`` fields are filled in it (box area, 0).
     """
 
@@ -180,6 +181,7 @@ class CocoDataset(DetDataset):
         ann = make_ann([o[0] for o in kept], [o[1] for o in kept], [o[0] for o in ignored], [o[1] for o in ignored])
         if all(o[3] is not None for o in kept):
             ann["masks"] = [o[3] for o in kept]
+        ann["seg_map"] = str(Path(img["file_name"]).with_suffix(self.seg_suffix))
         return {
             "img_id": img["id"],
             "file_name": img["file_name"],

@@ -8,6 +8,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 
+from detcore.errors import DataError
+
 
 def spatial_keys(results: dict[str, Any]) -> list[str]:
     """Keys of every spatial entry in ``results``: the image, then box, mask and seg fields."""
@@ -24,12 +26,23 @@ def apply_spatial(
 
     ``img_shape`` becomes the new image size unless ``update_img_shape`` is False (padding keeps it).
     """
+    check_no_keypoints(results)
     out = dict(results)
     for key in spatial_keys(results):
         out[key] = kernel(results[key])
     if "img" in out and update_img_shape:
         out["img_shape"] = tuple(out["img"].shape[-2:])
     return out
+
+
+def check_no_keypoints(results: dict[str, Any]) -> None:
+    """Geometric transforms do not move keypoints (a flip would also need the left/right pairs), so
+    they refuse them rather than leave them misaligned with the pixels."""
+    if "gt_keypoints" in results:
+        raise DataError(
+            f"image {results.get('img_id')}: results hold gt_keypoints, which the geometric transforms "
+            "(resize, flip, crop, expand) do not move yet; drop those transforms from this pipeline"
+        )
 
 
 def image_hw(results: dict[str, Any]) -> tuple[int, int]:
@@ -47,7 +60,7 @@ def make_boxes(data: Any, canvas_size: tuple[int, int]) -> tv_tensors.BoundingBo
 def keep_instances(results: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
     """Keep only the selected ground-truth objects (boxes, labels, masks stay aligned)."""
     out = dict(results)
-    for key in ("gt_bboxes", "gt_labels", "gt_masks"):
+    for key in ("gt_bboxes", "gt_labels", "gt_masks", "gt_keypoints"):
         if key in out:
             value = out[key]
             selected = value[keep]

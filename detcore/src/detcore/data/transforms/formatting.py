@@ -23,9 +23,11 @@ def _plain(tensor: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
 class PackDetInputs(Transform):
     """Format ``results`` into a ``DetSample``: float32 (3, H, W) image, ``ImageMeta`` and ``Instances``.
 
-    ``gt`` gets boxes, labels and (when loaded) bool masks; ``ignored`` the ignore boxes and their
-    labels; ``proposals`` the proposal boxes (and scores); ``gt_semantic_seg`` goes to
-    ``sample.extra``. ``meta_keys`` lists further ``results`` keys to copy into ``meta.extra``.
+    ``gt`` gets boxes, labels and (when present) bool masks and keypoints (``gt_keypoints``,
+    (N, K, 3) x, y, visibility); ``ignored`` the ignore boxes and their labels; ``proposals`` the
+    proposal boxes (and scores); ``gt_seg_map`` (the semantic map of ``LoadAnnotations(with_seg=True)``,
+    as in MMDetection 3) becomes ``sample.gt_sem_seg`` (int64). ``meta_keys`` lists further ``results``
+    keys to copy into ``meta.extra``.
     """
 
     def __init__(self, meta_keys: Sequence[str] = ()) -> None:
@@ -56,6 +58,8 @@ class PackDetInputs(Transform):
                 fields["labels"] = _plain(results["gt_labels"], torch.int64)
             if "gt_masks" in results:
                 fields["masks"] = _plain(results["gt_masks"]).bool()
+            if "gt_keypoints" in results:
+                fields["keypoints"] = _plain(results["gt_keypoints"], torch.float32)
             gt = Instances(size, **fields)
         ignored = None
         if "gt_bboxes_ignore" in results:
@@ -69,10 +73,15 @@ class PackDetInputs(Transform):
             if "proposal_scores" in results:
                 fields["scores"] = _plain(results["proposal_scores"], torch.float32)
             proposals = Instances(size, **fields)
-        sample_extra = {}
-        if "gt_semantic_seg" in results:
-            sample_extra["gt_semantic_seg"] = _plain(results["gt_semantic_seg"], torch.int64)
-        return DetSample(image=image, meta=meta, gt=gt, ignored=ignored, proposals=proposals, extra=sample_extra)
+        gt_sem_seg = None
+        if "gt_seg_map" in results:
+            gt_sem_seg = _plain(results["gt_seg_map"], torch.int64)
+            if gt_sem_seg.ndim != 2:
+                raise DataError(
+                    f"PackDetInputs: image {results.get('img_id')} has a gt_seg_map of shape "
+                    f"{tuple(gt_sem_seg.shape)}; expected (H, W) class indices"
+                )
+        return DetSample(image=image, meta=meta, gt=gt, ignored=ignored, proposals=proposals, gt_sem_seg=gt_sem_seg)
 
     def __repr__(self) -> str:
         return f"PackDetInputs(meta_keys={self.meta_keys})"

@@ -18,6 +18,7 @@ from torchvision.transforms.v2 import functional as F
 from detcore.data.transforms.fields import (
     apply_spatial,
     boxes_from_masks,
+    check_no_keypoints,
     image_hw,
     keep_ignored,
     keep_instances,
@@ -314,6 +315,7 @@ class Expand(Transform):
         top = int(np.random.uniform(0, new_h - height))
         padding = [left, top, new_w - width - left, new_h - height - top]
         seg_keys = set(results.get("seg_fields", []))
+        check_no_keypoints(results)
 
         def kernel_for(key: str):
             value = results[key]
@@ -390,7 +392,11 @@ class MinIoURandomCrop(Transform):
 
 
 class SegRescale(Transform):
-    """Rescale ``gt_semantic_seg`` (and other seg fields) by ``scale_factor`` with nearest interpolation."""
+    """Rescale ``gt_seg_map`` (and other seg fields) by ``scale_factor`` with nearest interpolation.
+
+    HTC-style semantic heads predict at a fraction of the image (1/8); collate pads the rescaled map to
+    the same fraction of the batch shape.
+    """
 
     def __init__(self, scale_factor: float = 1.0) -> None:
         self.scale_factor = scale_factor

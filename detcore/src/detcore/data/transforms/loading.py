@@ -50,9 +50,9 @@ class LoadAnnotations(Transform):
     """Turn ``results["ann_info"]`` into box / label / mask / segmentation tensors.
 
     Adds ``gt_bboxes``, ``gt_bboxes_ignore``, ``gt_labels``, ``gt_labels_ignore``, ``gt_masks``
-    (polygons and RLE decoded with pycocotools), ``gt_semantic_seg`` (read from
-    ``seg_prefix / ann_info["seg_map"]``) and registers them in ``bbox_fields`` / ``mask_fields`` /
-    ``seg_fields``.
+    (polygons and RLE decoded with pycocotools), ``gt_seg_map`` (MMDetection 3's name: the
+    single-channel PNG ``seg_prefix / ann_info["seg_map"]``, class index per pixel, 255 = ignore)
+    and registers them in ``bbox_fields`` / ``mask_fields`` / ``seg_fields``.
     """
 
     def __init__(
@@ -94,9 +94,9 @@ class LoadAnnotations(Transform):
             if "gt_masks" not in out["mask_fields"]:
                 out["mask_fields"].append("gt_masks")
         if self.with_seg:
-            out["gt_semantic_seg"] = self._load_seg(results)
-            if "gt_semantic_seg" not in out["seg_fields"]:
-                out["seg_fields"].append("gt_semantic_seg")
+            out["gt_seg_map"] = self._load_seg(results, (height, width))
+            if "gt_seg_map" not in out["seg_fields"]:
+                out["seg_fields"].append("gt_seg_map")
         return out
 
     @staticmethod
@@ -107,19 +107,34 @@ class LoadAnnotations(Transform):
         return int(info["height"]), int(info["width"])
 
     @staticmethod
-    def _load_seg(results: dict[str, Any]) -> tv_tensors.Mask:
+    def _load_seg(results: dict[str, Any], canvas: tuple[int, int]) -> tv_tensors.Mask:
         seg_map = results["ann_info"].get("seg_map")
         if seg_map is None:
             raise DataError(
                 f"LoadAnnotations(with_seg=True): image {results.get('img_id')} has no 'seg_map' in its annotations"
             )
-        path = Path(results.get("seg_prefix") or "") / seg_map
+        if not results.get("seg_prefix"):
+            raise DataError(
+                f"LoadAnnotations(with_seg=True): image {results.get('img_id')}: the dataset has no seg_prefix; "
+                "set seg_prefix (the folder of the semantic maps, e.g. \"stuffthingmaps/train2017/\") in its config"
+            )
+        path = Path(results["seg_prefix"]) / seg_map
         from PIL import Image
 
         if not path.is_file():
             raise DataError(f"segmentation map {path} of image {results.get('img_id')} does not exist")
         with Image.open(path) as image:
+            if image.mode not in ("L", "P"):
+                raise DataError(
+                    f"segmentation map {path} has PIL mode {image.mode}; expected a single-channel PNG "
+                    "(mode L or P) holding one class index per pixel"
+                )
             labels = np.asarray(image, dtype=np.uint8)
+        if labels.shape != canvas:
+            raise DataError(
+                f"segmentation map {path} is {labels.shape[1]}x{labels.shape[0]} but image "
+                f"{results.get('img_id')} is {canvas[1]}x{canvas[0]} (width x height)"
+            )
         return tv_tensors.Mask(torch.from_numpy(labels.copy()))
 
     def __repr__(self) -> str:
