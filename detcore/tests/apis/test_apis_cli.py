@@ -207,3 +207,87 @@ def test_plot_writes_png(tmp_path):
     bad.write_text('{"mode": "train"}\nnot json\n')
     with pytest.raises(DataError, match="line 2"):
         cli("analyze-logs", "plot", bad, "--out", tmp_path / "y.png")
+
+
+TTA_CONFIG = """
+seed = 0
+train_pipeline = [
+    { type = "LoadImageFromFile" },
+    { type = "LoadAnnotations", with_bbox = true },
+    { type = "Normalize", mean = [0.0, 0.0, 0.0], std = [255.0, 255.0, 255.0] },
+    { type = "PackDetInputs" },
+]
+test_pipeline = [
+    { type = "LoadImageFromFile" },
+    { type = "MultiScaleFlipAug", scale = [48, 48], flip = true, transforms = [
+        { type = "Resize", keep_ratio = true },
+        { type = "RandomFlip" },
+        { type = "Normalize", mean = [0.0, 0.0, 0.0], std = [255.0, 255.0, 255.0] },
+        { type = "PackDetInputs" },
+    ] },
+]
+[model]
+type = "ToyDetector"
+[train_dataloader]
+batch_size = 2
+[train_dataloader.dataset]
+type = "CocoDataset"
+data_root = "DATA"
+ann_file = "annotations/instances_train.json"
+img_prefix = "train/"
+pipeline = "train_pipeline"
+[test_dataloader]
+batch_size = 2
+[test_dataloader.dataset]
+type = "CocoDataset"
+data_root = "DATA"
+ann_file = "annotations/instances_val.json"
+img_prefix = "val/"
+pipeline = "test_pipeline"
+test_mode = true
+[evaluation]
+metric = ["bbox"]
+[optimizer]
+type = "SGD"
+lr = 0.01
+[runner]
+type = "EpochBasedRunner"
+max_epochs = 1
+[log]
+interval = 1
+"""
+
+
+def test_test_with_flip_tta_out_and_show_dir(toy_config, tmp_path, capsys, monkeypatch):
+    from detcore.data.shapes import make_shapes
+    from detcore.interfaces import Detector
+
+    data = tmp_path / "shapes"
+    make_shapes(data, num_train=2, num_val=3, size=40, seed=0)
+    config = tmp_path / "toy_tta.toml"
+    config.write_text(TTA_CONFIG.replace("DATA", data.as_posix()))
+    work = tmp_path / "work"
+    assert cli("train", config, "--work-dir", work) == 0
+    capsys.readouterr()
+
+    views_seen: list[list[bool]] = []
+    merge = Detector.predict_tta
+
+    def recording_predict_tta(self, batches):
+        views_seen.append([b.metas[0].flip for b in batches])
+        return merge(self, batches)
+
+    monkeypatch.setattr(Detector, "predict_tta", recording_predict_tta)
+    out, show = tmp_path / "preds.json", tmp_path / "show"
+    assert cli("test", config, work / "latest.pth", "--work-dir", work, "--out", out, "--show-dir", show,
+               "--show-score-thr", "0") == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"bbox_mAP", "bbox_mAP_50"} <= set(metrics) and 0.0 <= metrics["bbox_mAP"] <= 1.0
+    # two batches (2 + 1 images) of two views each (as is, flipped), merged per image
+    assert views_seen == [[False, True], [False, True]]
+    preds = json.loads(out.read_text())
+    assert sorted(p["image_id"] for p in preds) == [1, 2, 3]
+    assert all(1 <= len(p["boxes"]) <= 2 for p in preds)  # one box per view before class-wise NMS
+    images = sorted(p.stem for p in (data / "val").iterdir())
+    assert sorted(p.stem for p in show.iterdir()) == images and all(p.suffix == ".png" for p in show.iterdir())
+    assert Image.open(next(show.iterdir())).size == (40, 40)

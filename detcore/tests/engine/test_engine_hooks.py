@@ -12,7 +12,6 @@ from detcore.engine.hooks import (
     IterTimerHook,
     LoggerHook,
     LrSchedulerHook,
-    OptimizerHook,
 )
 from detcore.errors import ConfigError
 from detcore.interfaces import HOOK_TIMEPOINTS, Hook
@@ -65,7 +64,7 @@ def test_hooks_run_in_priority_order_ties_in_registration_order(tmp_path):
     for timepoint in ("before_run", "before_train_iter", "after_train_iter", "after_run"):
         assert [n for t, n in events if t == timepoint] == ["first", "tie_a", "tie_b", "late"]
     types = [type(h) for h in runner.hooks]
-    defaults = [LrSchedulerHook, OptimizerHook, CheckpointHook, IterTimerHook, LoggerHook]
+    defaults = [LrSchedulerHook, CheckpointHook, IterTimerHook, LoggerHook]
     assert [t for t in types if t in defaults] == defaults
     priorities = [h.priority for h in runner.hooks]
     assert priorities == sorted(priorities)

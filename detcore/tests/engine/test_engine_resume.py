@@ -106,7 +106,7 @@ def test_bf16_autocast_step_on_cpu(tmp_path):
     before = weights(runner)
     runner.train()
     runner.close()
-    assert runner.amp_dtype == torch.bfloat16 and runner.grad_scaler is None
+    assert runner.amp.dtype == torch.bfloat16 and runner.grad_scaler is None
     assert runner.module.last_dtype == torch.bfloat16  # the forward ran under autocast
     after = weights(runner)
     assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -119,6 +119,9 @@ class ToyDetector(Detector):
         out = []
         for i, meta in enumerate(batch.metas):
             box = boxes[i : i + 1].clone()
+            if meta.flip:  # horizontal only: undo the test-time flip
+                width = meta.img_shape[1]
+                box = torch.stack([width - box[:, 2], box[:, 1], width - box[:, 0], box[:, 3]], dim=1)
             if rescale:
                 sx, sy = meta.scale_factor
                 box = box / box.new_tensor([sx, sy, sx, sy])

@@ -1,4 +1,4 @@
-"""Optimizer construction with param-wise options and the opt-in linear LR scaling rule.
+"""Optimizer construction with param-wise options, the opt-in linear LR scaling rule, and the gradient step.
 
 ``optimizer`` config table::
 
@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.utils import clip_grad_norm_
 
 from detcore.errors import ConfigError
 
@@ -107,3 +108,65 @@ def build_optimizer(
     weight_decay = float(kwargs.pop("weight_decay", 0.0))
     groups = param_groups(model, lr, weight_decay, cfg.get("paramwise"))
     return build("optimizers", {"type": cfg["type"]}, params=groups, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+class GradientStep:
+    """Backward + optional gradient clipping (``optimizer_config.grad_clip = {max_norm, norm_type}``) + step.
+
+    With fp16 mixed precision the ``GradScaler`` scales the loss, and gradients are unscaled
+    before clipping so ``max_norm`` keeps its meaning. The training loop calls it once per iteration.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        grad_clip: Mapping[str, Any] | None = None,
+        grad_scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
+        if grad_clip is not None:
+            unknown = set(grad_clip) - {"max_norm", "norm_type"}
+            if "max_norm" not in grad_clip or unknown:
+                raise ConfigError(
+                    "optimizer_config.grad_clip must be a table with max_norm (and optionally norm_type)"
+                )
+        self.optimizer = optimizer
+        self.grad_clip = dict(grad_clip) if grad_clip is not None else None
+        self.grad_scaler = grad_scaler
+
+    @classmethod
+    def from_config(
+        cls, optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any] | None, grad_scaler: Any = None
+    ) -> "GradientStep":
+        """From the ``optimizer_config`` table (only ``grad_clip`` is known)."""
+        cfg = dict(cfg or {})
+        unknown = set(cfg) - {"grad_clip"}
+        if unknown:
+            raise ConfigError(f"optimizer_config has unknown keys {sorted(unknown)}; only grad_clip is known")
+        return cls(optimizer, cfg.get("grad_clip"), grad_scaler)
+
+    def __call__(self, loss: Tensor) -> dict[str, float]:
+        """Update the parameters from ``loss``; returns log values (``grad_norm`` when clipping)."""
+        optimizer, scaler = self.optimizer, self.grad_scaler
+        log_vars: dict[str, float] = {}
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if self.grad_clip is not None:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if params:
+                norm = clip_grad_norm_(
+                    params,
+                    max_norm=float(self.grad_clip["max_norm"]),
+                    norm_type=float(self.grad_clip.get("norm_type", 2.0)),
+                )
+                log_vars["grad_norm"] = float(norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        return log_vars

@@ -53,7 +53,7 @@ def browse_dataset_command(args: argparse.Namespace) -> int:
     from detcore.config import load_config
     from detcore.errors import ConfigError
 
-    from detcore.engine.runner import resolve_pipelines
+    from detcore.engine.settings import resolve_pipelines
 
     cfg = resolve_pipelines(load_config(args.config, args.overrides))
     dataset_cfg = (cfg.get("train_dataloader") or {}).get("dataset")

@@ -39,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     test.add_argument("config")
     test.add_argument("checkpoint", type=Path)
     test.add_argument("--metrics", nargs="+", help="e.g. bbox segm proposal (COCO) or mAP (VOC)")
-    test.add_argument("--out", type=Path, help="write per-image predictions to this JSON file")
+    test.add_argument("--out", type=Path,
+                      help="write per-image predictions to this JSON file (an RPN's file is a proposal_file)")
+    test.add_argument("--show-dir", type=Path, help="draw each image's predictions to DIR/<image name>.png")
+    test.add_argument("--show-score-thr", type=float, default=0.3, help="score threshold of --show-dir drawings")
     test.add_argument("--format-only", action="store_true", help="only export COCO results JSON (no scores)")
     test.add_argument("--outfile-prefix", help="prefix of the exported JSON files (default: WORK_DIR/results)")
     test.add_argument("--work-dir", type=Path)
@@ -144,7 +147,7 @@ def test_command(args: argparse.Namespace) -> int:
         if report.missing_keys:
             raise CheckpointError(f"checkpoint file {args.checkpoint} does not fit the model: {report.describe()}")
         predictions: list[dict[str, Any]] | None = [] if args.out else None
-        metrics = runner.test(predictions_out=predictions)
+        metrics = runner.test(predictions_out=predictions, show_dir=args.show_dir, show_score_thr=args.show_score_thr)
         if is_main_process():
             if args.out:
                 args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from typing import Any
 from detcore.engine.checkpoint import link_latest, save_checkpoint
 from detcore.engine.dist import is_main_process
 from detcore.errors import ConfigError
+from detcore.engine.protocol import RunnerProtocol
 from detcore.interfaces import Hook
 
 RULES = ("greater", "less")
@@ -49,14 +50,14 @@ class CheckpointHook(Hook):
         self._seen_val_round = 0
 
     # -- timepoints -----------------------------------------------------------------------
-    def after_train_epoch(self, runner: Any) -> None:
+    def after_train_epoch(self, runner: RunnerProtocol) -> None:
         if not self.by_epoch:
             return
         self._maybe_save_best(runner, f"epoch_{runner.epoch}")
         if runner.epoch % self.interval == 0 or runner.epoch == runner.max_epochs:
             self._save_periodic(runner, f"epoch_{runner.epoch}.pth")
 
-    def after_train_iter(self, runner: Any) -> None:
+    def after_train_iter(self, runner: RunnerProtocol) -> None:
         if self.by_epoch:
             return
         done = runner.iter + 1
@@ -65,7 +66,7 @@ class CheckpointHook(Hook):
             self._save_periodic(runner, f"iter_{done}.pth", iteration=done)
 
     # -- saving ---------------------------------------------------------------------------
-    def _save_periodic(self, runner: Any, name: str, iteration: int | None = None) -> None:
+    def _save_periodic(self, runner: RunnerProtocol, name: str, iteration: int | None = None) -> None:
         if not is_main_process():
             return
         work_dir = Path(runner.work_dir)
@@ -90,7 +91,7 @@ class CheckpointHook(Hook):
             return True
         return score > self.best_score if self.rule == "greater" else score < self.best_score
 
-    def _maybe_save_best(self, runner: Any, tag: str, iteration: int | None = None) -> None:
+    def _maybe_save_best(self, runner: RunnerProtocol, tag: str, iteration: int | None = None) -> None:
         if self.save_best is None or runner.val_round == self._seen_val_round:
             return
         self._seen_val_round = runner.val_round

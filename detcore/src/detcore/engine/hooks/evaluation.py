@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from detcore.errors import ConfigError
+from detcore.engine.protocol import RunnerProtocol
 from detcore.interfaces import Hook
 
 
@@ -24,16 +24,16 @@ class EvalHook(Hook):
         self.interval = int(interval)
         self.by_epoch = by_epoch
 
-    def after_train_epoch(self, runner: Any) -> None:
+    def after_train_epoch(self, runner: RunnerProtocol) -> None:
         if self.by_epoch and (runner.epoch % self.interval == 0 or runner.epoch == runner.max_epochs):
             runner.val()
 
-    def after_train_iter(self, runner: Any) -> None:
+    def after_train_iter(self, runner: RunnerProtocol) -> None:
         done = runner.iter + 1
         if not self.by_epoch and (done % self.interval == 0 or done == runner.max_iters):
             runner.val()
 
-    def after_val_epoch(self, runner: Any) -> None:
+    def after_val_epoch(self, runner: RunnerProtocol) -> None:
         for key, value in runner.val_metrics.items():
             value = float(value)
             if math.isnan(value):

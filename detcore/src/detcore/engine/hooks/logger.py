@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from detcore.engine.dist import get_world_size, is_main_process
+from detcore.engine.protocol import RunnerProtocol
 from detcore.interfaces import Hook
 
 NOT_AVERAGED = ("lr",)
@@ -46,7 +47,7 @@ class LoggerHook(Hook):
         self._times: list[float] = []
 
     # -- run ------------------------------------------------------------------------------
-    def before_run(self, runner: Any) -> None:
+    def before_run(self, runner: RunnerProtocol) -> None:
         if self.progress_bar is None:
             self.progress_bar = sys.stderr.isatty()
         if not is_main_process():
@@ -65,15 +66,15 @@ class LoggerHook(Hook):
             }
         )
 
-    def after_run(self, runner: Any) -> None:
+    def after_run(self, runner: RunnerProtocol) -> None:
         if self.progress_bar:
             sys.stderr.write("\n")
 
     # -- train ----------------------------------------------------------------------------
-    def before_train_epoch(self, runner: Any) -> None:
+    def before_train_epoch(self, runner: RunnerProtocol) -> None:
         self._buffer.clear()
 
-    def after_train_iter(self, runner: Any) -> None:
+    def after_train_iter(self, runner: RunnerProtocol) -> None:
         for key, value in runner.log_vars.items():
             self._buffer[key].append(float(value))
         if "time" in runner.log_vars:
@@ -85,7 +86,7 @@ class LoggerHook(Hook):
         if (runner.iter + 1) % self.interval == 0 or end_of_epoch:
             self._flush_train(runner)
 
-    def _flush_train(self, runner: Any) -> None:
+    def _flush_train(self, runner: RunnerProtocol) -> None:
         record: dict[str, Any] = {
             "mode": "train",
             "epoch": runner.epoch + 1,
@@ -111,7 +112,7 @@ class LoggerHook(Hook):
         )
         runner.logger.info(f"{where}\t{values}")
 
-    def _draw_progress(self, runner: Any) -> None:
+    def _draw_progress(self, runner: RunnerProtocol) -> None:
         done = runner.iter + 1
         remaining = runner.total_iters - done
         avg = sum(self._times) / len(self._times) if self._times else 0.0
@@ -123,7 +124,7 @@ class LoggerHook(Hook):
         sys.stderr.flush()
 
     # -- val ------------------------------------------------------------------------------
-    def after_val_epoch(self, runner: Any) -> None:
+    def after_val_epoch(self, runner: RunnerProtocol) -> None:
         if not is_main_process():
             return
         record: dict[str, Any] = {"mode": "val", "epoch": runner.epoch, "iter": runner.iter}

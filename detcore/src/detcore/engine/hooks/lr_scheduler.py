@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
 
+from detcore.engine.protocol import RunnerProtocol
 from detcore.interfaces import Hook
 
 
@@ -12,7 +12,7 @@ class LrSchedulerHook(Hook):
 
     priority = 10  # VERY_HIGH: the lr must be set before anything uses it
 
-    def before_train_iter(self, runner: Any) -> None:
+    def before_train_iter(self, runner: RunnerProtocol) -> None:
         lrs = runner.scheduler.step(
             runner.optimizer, runner.epoch, runner.iter, runner.max_epochs, runner.max_iters
         )

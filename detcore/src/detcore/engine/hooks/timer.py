@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from detcore.engine.protocol import RunnerProtocol
 from detcore.interfaces import Hook
 
 
@@ -16,13 +16,13 @@ class IterTimerHook(Hook):
     def __init__(self) -> None:
         self._last = time.perf_counter()
 
-    def before_train_epoch(self, runner: Any) -> None:
+    def before_train_epoch(self, runner: RunnerProtocol) -> None:
         self._last = time.perf_counter()
 
-    def before_train_iter(self, runner: Any) -> None:
+    def before_train_iter(self, runner: RunnerProtocol) -> None:
         runner.log_vars["data_time"] = time.perf_counter() - self._last
 
-    def after_train_iter(self, runner: Any) -> None:
+    def after_train_iter(self, runner: RunnerProtocol) -> None:
         now = time.perf_counter()
         runner.log_vars["time"] = now - self._last
         self._last = now
