@@ -192,7 +192,7 @@ def test_mask_probabilities_of_the_stages_are_averaged():
         dets = head.predict(feats, proposals, batch.metas, rescale=False)
         rois = bbox2roi([d.boxes for d in dets])
         labels = torch.cat([d.labels for d in dets])
-        probs = [head.mask_head[s].class_probs(head.mask_forward(s, feats, rois), labels) for s in range(2)]
+        probs = [head.mask_head[s].class_probs(head.mask_forward(s, feats, rois).logits, labels) for s in range(2)]
         mean = (probs[0] + probs[1]) / 2
         offset = 0
         for d in dets:
@@ -213,10 +213,9 @@ def test_refinement_drops_the_ground_truth_boxes_the_sampler_added():
     feats, proposals, batch = tiny_inputs(torch.Generator().manual_seed(4))
     boxes = [p.boxes for p in proposals]
     results = head.sample(0, feats, boxes, batch)
-    rois = bbox2roi([r.priors for r in results])
-    cls_score, bbox_pred = head.bbox_forward(0, feats, rois)
-    labels = head.bbox_head[0].get_targets(results)[0]
-    refined = head.refine(0, rois, labels, cls_score, bbox_pred, results, batch.metas)
+    box_results = head.bbox_loss(0, feats, results, batch)
+    torch.testing.assert_close(box_results.rois, bbox2roi([r.priors for r in results]))
+    refined = head.refine(0, box_results, results, batch.metas)
     for res, out in zip(results, refined):
         added = int(res.pos_is_gt.sum())
         assert added > 0  # the sampler put the gt boxes in front
