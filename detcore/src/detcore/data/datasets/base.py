@@ -58,7 +58,8 @@ class DetDataset(Dataset):
     dropped when ``filter_empty_gt``. ``on_bad_box`` ("error" | "skip" | "clip") handles boxes
     outside the image or without area; boxes narrower or shorter than ``min_box_size`` are dropped.
     ``check_files`` verifies up front that every image file exists. ``proposal_file`` is a JSON
-    object mapping each image id to a list of [x1, y1, x2, y2(, score)]. ``seg_prefix`` is the folder
+    object mapping each image id to a list of [x1, y1, x2, y2(, score)], or the list of per-image
+    records (``image_id``, ``boxes``, ``scores``) that ``detcore test --out`` writes. ``seg_prefix`` is the folder
     of the per-image semantic maps (``LoadAnnotations(with_seg=True)``); an image's map is named
     like its file with the suffix ``seg_suffix`` (COCO-stuff's ``stuffthingmaps`` layout).
     """
@@ -129,9 +130,14 @@ class DetDataset(Dataset):
 
     def _load_proposals(self) -> list[np.ndarray]:
         data = read_json(self.proposal_file)
+        if isinstance(data, list) and all(isinstance(r, dict) and {"image_id", "boxes"} <= set(r) for r in data):
+            # the per-image records `detcore test --out` writes (boxes best first): an RPN's are proposals
+            data = {str(r["image_id"]): [[*b, s] for b, s in zip(r["boxes"], r["scores"])] if "scores" in r
+                    else r["boxes"] for r in data}
         if not isinstance(data, dict):
             raise DataError(
-                f"proposal file {self.proposal_file} must be a JSON object mapping image id -> list of boxes"
+                f"proposal file {self.proposal_file} must be a JSON object mapping image id -> list of boxes, "
+                "or the records list `detcore test --out` writes"
             )
         out, missing = [], []
         for rec in self.records:
