@@ -1,8 +1,8 @@
-"""RPN -> Fast R-CNN on shapes: ``detcore test --out`` of an RPN is the proposal_file Fast R-CNN trains and tests on.
+"""``detcore test`` on shapes with two-stage detectors: test-time augmentation, and the RPN -> Fast R-CNN
+round trip (``test --out`` of an RPN is the proposal_file Fast R-CNN trains and tests on).
 
-The shipped ``rpn_r50_fpn_1x_coco`` and ``fast_rcnn_r50_fpn_1x_coco`` configs are shrunk (half-width
-ResNet-18, 64 px images, 2 iterations) and pointed at a tiny shapes dataset; everything runs
-through the ``detcore`` command line in-process.
+The shipped COCO configs are shrunk (half-width ResNet-18, 64 px images, 2 iterations) and pointed at
+a tiny shapes dataset; everything runs through the ``detcore`` command line in-process.
 """
 
 from __future__ import annotations
@@ -53,6 +53,15 @@ def tiny_shapes_config(name: str, data: Path) -> dict[str, Any]:
     return cfg
 
 
+def flip_tta(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``pipeline`` with its steps after loading wrapped in a flip ``MultiScaleFlipAug`` at the Resize scale."""
+    loading = [s for s in pipeline if s["type"].startswith("Load")]
+    views = [{**s, "scale": None} if s["type"] == "Resize" else s for s in pipeline if s not in loading]
+    views = [{k: v for k, v in s.items() if v is not None} for s in views]
+    views.insert(1, {"type": "RandomFlip"})
+    return [*loading, {"type": "MultiScaleFlipAug", "scale": [SIZE, SIZE], "flip": True, "transforms": views}]
+
+
 def write(cfg: dict[str, Any], path: Path) -> Path:
     path.write_text(dumps(cfg))
     return path
@@ -60,6 +69,27 @@ def write(cfg: dict[str, Any], path: Path) -> Path:
 
 def last_json_line(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_faster_rcnn_flip_tta_evaluates(tmp_path, capsys):
+    data = tmp_path / "shapes"
+    make_shapes(data, num_train=2, num_val=3, size=SIZE, seed=0)
+    cfg = tiny_shapes_config("faster_rcnn_r50_fpn_1x_coco", data)
+    cfg["test_pipeline"] = flip_tta(cfg["test_pipeline"])
+    assert [s["type"] for s in cfg["test_pipeline"][1]["transforms"]][:2] == ["Resize", "RandomFlip"]
+    path = write(cfg, tmp_path / "faster_rcnn_tta.toml")
+    assert detcore(["train", str(path), "--work-dir", str(tmp_path / "work")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "dets.json"
+    assert detcore(["test", str(path), str(tmp_path / "work" / "latest.pth"), "--work-dir", str(tmp_path / "work"),
+                    "--out", str(out)]) == 0
+    metrics = last_json_line(capsys)
+    assert {"bbox_mAP", "bbox_mAP_50"} <= set(metrics) and 0.0 <= metrics["bbox_mAP"] <= 1.0
+    records = json.loads(out.read_text())
+    assert len(records) == 3  # one merged record per image, not one per view
+    for record in records:
+        boxes = np.asarray(record["boxes"]).reshape(-1, 4)
+        assert len(boxes) <= 100 and bool((boxes >= -1).all() and (boxes <= SIZE + 1).all())
 
 
 def test_rpn_proposals_feed_fast_rcnn(tmp_path, capsys):
