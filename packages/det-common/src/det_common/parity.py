@@ -158,6 +158,15 @@ def load_fixture_model(config: str | Mapping[str, Any], fixture: MMDetFixture) -
     return model.eval()
 
 
+def fixture_detections(config: str | Mapping[str, Any], fixture: MMDetFixture) -> Instances:
+    """detcore's detections on the fixture image: its weights loaded through ``config``, run in inference mode."""
+    from detcore.apis import inference_detector
+
+    model = load_fixture_model(config, fixture)
+    with torch.inference_mode():
+        return inference_detector(model, fixture.image())
+
+
 def fixture_batch(model: nn.Module, fixture: MMDetFixture) -> Batch:
     """The fixture image through the model's test pipeline, with the fixture's ground truth attached."""
     from detcore.apis.inference import prepare_batch
