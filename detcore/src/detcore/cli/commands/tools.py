@@ -1,0 +1,75 @@
+"""``detcore publish-model``, ``flops``, ``export``, ``analyze-results`` and ``test-robustness``
+(manual `003` §2.3); the logic lives in :mod:`detcore.tools`, torch is imported inside handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    pub = subparsers.add_parser(
+        "publish-model", help="strip training state from a checkpoint and append its sha256 prefix to the name",
+        description="Keep the weights (CPU tensors) and meta, drop optimizer / scheduler / RNG state, and write "
+        "OUT with the first 8 hex digits of its sha256 appended: OUT.pth -> OUT-1a2b3c4d.pth.")
+    pub.add_argument("input", type=Path, help="checkpoint written by detcore train (or MMDetection)")
+    pub.add_argument("output", type=Path, help="output file name before the hash is appended")
+    pub.set_defaults(handler=publish_model_command)
+
+    fl = subparsers.add_parser(
+        "flops", help="parameters and FLOPs of a config's detector, per module and in total",
+        description="Counts with torch.utils.flop_counter (matmul/conv/attention ops only: normalisation, "
+        "activations and NMS are not counted). FLOPs depend on the input shape, and for two-stage detectors on "
+        "the number of proposals; parameters do not. 1 multiply-add = 2 FLOPs (GMac = GFLOPs / 2).")
+    fl.add_argument("config", help="config name or path")
+    fl.add_argument("--shape", nargs="+", type=int, default=[1280, 800], metavar="N",
+                    help="input H W (one value: square); default 1280 800 as in the manual")
+    fl.add_argument("--mode", choices=["predict", "tensor"], default="predict",
+                    help="predict: the whole test-time forward; tensor: the network without post-processing")
+    fl.add_argument("--depth", type=int, default=2, help="module nesting depth of the table")
+    fl.add_argument("--json", type=Path, help="also write the report as JSON")
+    fl.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    fl.set_defaults(handler=flops_command)
+
+
+def publish_model_command(args: argparse.Namespace) -> int:
+    from detcore.tools.publish import publish_model
+
+    final = publish_model(args.input, args.output)
+    print(f"wrote {final}")
+    return 0
+
+
+def _shape(values: list[int]) -> tuple[int, int]:
+    from detcore.errors import ConfigError
+
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise ConfigError(f"--shape takes H W or one side, got {len(values)} values")
+
+
+def _build_detector(config: str, overrides: list[str]):
+    from detcore.config import load_config
+    from detcore.errors import ConfigError
+    from detcore.registry import build
+
+    cfg = load_config(config, overrides)
+    if "model" not in cfg:
+        raise ConfigError(f"config {config} has no [model] table")
+    return build("detectors", cfg["model"])
+
+
+def flops_command(args: argparse.Namespace) -> int:
+    from detcore.tools.flops import detector_flops
+
+    height, width = _shape(args.shape)
+    report = detector_flops(_build_detector(args.config, args.set), height, width, args.mode, args.depth)
+    print(f"input shape: (1, 3, {height}, {width})   mode: {args.mode}")
+    print(report.table())
+    print(f"FLOPs: {report.gflops:.3f} G ({report.gmacs:.3f} GMac)   params: {report.total_params / 1e6:.3f} M")
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=1))
+    return 0
