@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from det_two_stage.detectors import FasterRCNN
+from det_common.detectors.two_stage import TwoStageDetector
 
 
-class CascadeRCNN(FasterRCNN):
-    """Cascade R-CNN (Cai & Vasconcelos 2018): Faster R-CNN whose RoI head is a CascadeRoIHead of box stages.
+class CascadeRCNN(TwoStageDetector):
+    """Cascade R-CNN (Cai & Vasconcelos 2018): a two-stage detector whose RoI head is a CascadeRoIHead of box stages.
 
-    Same arguments as FasterRCNN; ``train_cfg.rcnn`` is a list with one table (assigner, sampler,
-    pos_weight) per stage.
+    Arguments as TwoStageDetector (``backbone``, ``neck``, ``rpn_head``, ``roi_head``, ``train_cfg``,
+    ``test_cfg``); ``train_cfg.rcnn`` is a list with one table (assigner, sampler, pos_weight) per stage.
     """

@@ -54,6 +54,17 @@ class BoxResults:
     losses: dict[str, Tensor]
 
 
+@dataclass
+class MaskResults:
+    """One training stage's mask branch: its positive RoIs, outputs, targets and losses."""
+
+    rois: Tensor  # (P, 5) the positive RoIs
+    outputs: MaskForward
+    targets: Tensor  # (P, M, M) binary mask targets
+    labels: Tensor  # (P,) the positives' classes
+    losses: dict[str, Tensor]
+
+
 def at_stage(module: nn.Module | None, stage: int) -> Any:
     """``module[stage]`` for a per-stage ``nn.ModuleList``, the module itself when every stage shares it."""
     return module[stage] if isinstance(module, nn.ModuleList) else module
@@ -186,13 +197,14 @@ class BaseRoIHead(RoIHead):
         sampling_results: list[SamplingResult],
         batch: Batch,
         box_results: BoxResults,
-    ) -> dict[str, Tensor]:
+    ) -> MaskResults:
         """Stage ``stage``'s mask loss on its positive RoIs against the ground-truth masks cropped to them."""
         head = at_stage(self.mask_head, stage)
-        outputs = self.mask_forward(stage, feats, bbox2roi([res.pos_priors for res in sampling_results]))
+        rois = bbox2roi([res.pos_priors for res in sampling_results])
+        outputs = self.mask_forward(stage, feats, rois)
         targets = head.get_targets(sampling_results, batch.gt, self.train_cfgs[stage].get("mask_size", 28))
         labels = torch.cat([res.pos_gt_labels for res in sampling_results]).long()
-        return head.loss(outputs.logits, targets, labels)
+        return MaskResults(rois, outputs, targets, labels, head.loss(outputs.logits, targets, labels))
 
     @torch.no_grad()
     def refine(
@@ -222,7 +234,7 @@ class BaseRoIHead(RoIHead):
         box_results = self.bbox_loss(stage, feats, sampling_results, batch)
         losses = dict(box_results.losses)
         if self.with_mask and stage in self.mask_stages():
-            losses.update(self.mask_loss(stage, feats, sampling_results, batch, box_results))
+            losses.update(self.mask_loss(stage, feats, sampling_results, batch, box_results).losses)
         if stage == self.num_stages - 1:
             return losses, []
         return losses, self.refine(stage, box_results, sampling_results, batch.metas)
