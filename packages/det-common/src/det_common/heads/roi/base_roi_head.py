@@ -257,11 +257,7 @@ class BaseRoIHead(RoIHead):
 
     # -- inference ------------------------------------------------------------------------
     def predict(
-        self,
-        feats: Sequence[Tensor],
-        proposals: list[Instances],
-        metas: Sequence[ImageMeta],
-        rescale: bool = True,
+        self, feats: Sequence[Tensor], proposals: list[Instances], metas: Sequence[ImageMeta], rescale: bool = True
     ) -> list[Instances]:
         """Detections per image (boxes in original pixels when ``rescale``), with ``masks`` when there is a mask head."""
         results = self.predict_bbox(feats, proposals, metas, rescale)
