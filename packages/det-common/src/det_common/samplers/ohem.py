@@ -17,10 +17,10 @@ class OHEMSampler(BaseSampler):
     """Like ``RandomSampler`` but picks the positives and negatives with the highest loss.
 
     Context needed by ``sample``: ``loss_fn(boxes (K, 4), labels (K,)) -> loss (K,)``, the
-    per-candidate loss used for ranking (e.g. an RoI head's classification loss on the RoI
-    features of ``boxes``); it is called without gradients. Positives get their assigned
-    class; negatives get ``background_label`` (context, default -1; an RoI head passes its
-    ``num_classes``).
+    per-candidate loss used for ranking; it is called without gradients. RoI heads built on
+    ``BaseRoIHead`` pass their ``candidate_loss`` (the stage's classification loss on the RoI
+    features of ``boxes``, as MMDetection's OHEM does). Positives get their assigned class;
+    negatives get ``background_label`` (context, default -1; an RoI head passes its ``num_classes``).
     """
 
     def _hardest(self, inds: Tensor, priors: Tensor, labels: Tensor, num_expected: int, context: dict) -> Tensor:
