@@ -35,3 +35,8 @@ class DataError(DetcoreError, ValueError):
 
 class CheckpointError(DetcoreError, ValueError):
     """A checkpoint file is missing, truncated or does not fit the model."""
+
+
+class BadImageError(DataError):
+    """An image file is missing, cannot be decoded or does not match its annotation (a data loader
+    with ``on_bad_image = "skip"`` skips it)."""

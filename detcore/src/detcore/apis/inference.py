@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision import tv_tensors
 
-from detcore.errors import CheckpointError, ConfigError, DataError
+from detcore.errors import ConfigError, DataError
 from detcore.interfaces import Transform
 from detcore.structures import Instances, collate
 
@@ -83,9 +83,11 @@ def init_detector(
     The model gets ``cfg`` (the config) and ``classes`` (from the checkpoint meta, else the config).
     """
     from detcore.config import load_config
-    from detcore.engine.checkpoint import extract_state_dict, load_checkpoint
+    from detcore.engine.device import resolve_device
+    from detcore.engine.checkpoint import compare_state, extract_state_dict, load_checkpoint, misfit_error
     from detcore.registry import build
 
+    device = resolve_device(device)
     cfg = config if isinstance(config, Mapping) else load_config(config)
     if "model" not in cfg:
         raise ConfigError(f"config {getattr(cfg, 'source', config)} has no model table")
@@ -94,12 +96,10 @@ def init_detector(
     if checkpoint is not None:
         data = load_checkpoint(checkpoint)
         state = extract_state_dict(data, checkpoint)
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys:
-            raise CheckpointError(
-                f"checkpoint file {checkpoint} lacks weights the model needs: {', '.join(result.missing_keys[:10])}"
-                + (" ..." if len(result.missing_keys) > 10 else "")
-            )
+        report, usable = compare_state(model, state)
+        if not report.fits:
+            raise misfit_error(checkpoint, report, "Inference")
+        model.load_state_dict(usable, strict=True)
         meta = data.get("meta") or {}
         if meta.get("classes"):
             classes = list(meta["classes"])

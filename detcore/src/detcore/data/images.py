@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from detcore.errors import DataError
+from detcore.errors import BadImageError, DataError
 
 # Pillow modes holding one channel of 16/32-bit integers (e.g. 16-bit PNG).
 _WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -31,18 +31,18 @@ def read_image(path: str | Path) -> np.ndarray:
     """Load ``path`` as an (H, W, 3) uint8 RGB array, applying its EXIF orientation.
 
     Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit grey images all become RGB.
-    Raises ``DataError`` naming the file when it is missing or cannot be decoded.
+    Raises ``BadImageError`` (a ``DataError``) naming the file when it is missing or cannot be decoded.
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"image file {path} does not exist; check the dataset's data_root / img_prefix")
+        raise BadImageError(f"image file {path} does not exist; check the dataset's data_root / img_prefix")
     try:
         with Image.open(path) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
             return _to_rgb_array(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"image file {path} is corrupt or not an image ({exc}); replace or remove it") from exc
+        raise BadImageError(f"image file {path} is corrupt or not an image ({exc}); replace or remove it") from exc
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:

@@ -22,8 +22,8 @@ from detcore.checkpoint import save_checkpoint
 from detcore.errors import CheckpointError
 
 __all__ = [
-    "LoadReport", "extract_state_dict", "find_latest_checkpoint", "link_latest", "load_checkpoint",
-    "load_weights", "save_checkpoint",
+    "LoadReport", "compare_state", "extract_state_dict", "find_latest_checkpoint", "link_latest", "load_checkpoint",
+    "load_weights", "misfit_error", "save_checkpoint",
 ]
 
 
@@ -43,35 +43,41 @@ def extract_state_dict(checkpoint: Mapping[str, Any], path: str | os.PathLike[st
     return dict(state)
 
 
+SHOWN_KEYS = 5  # keys listed by name in a report; the rest are counted
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    return shown + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")
+
+
 @dataclass
 class LoadReport:
-    """What :func:`load_weights` did: keys the model wanted but did not get, and keys it ignored."""
+    """What :func:`load_weights` did: keys the model wanted but did not get, keys it ignored, and
+    keys whose tensors have another shape than the model's (skipped)."""
 
     missing_keys: list[str] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
     shape_mismatch: list[str] = field(default_factory=list)
 
+    @property
+    def fits(self) -> bool:
+        return not (self.missing_keys or self.unexpected_keys or self.shape_mismatch)
+
     def describe(self) -> str:
+        """One line: each problem with its count and the first few keys."""
         parts = []
         if self.missing_keys:
-            parts.append(f"missing keys in checkpoint: {', '.join(self.missing_keys)}")
+            parts.append(f"{len(self.missing_keys)} missing in the checkpoint ({_listing(self.missing_keys)})")
         if self.unexpected_keys:
-            parts.append(f"unexpected keys in checkpoint: {', '.join(self.unexpected_keys)}")
+            parts.append(f"{len(self.unexpected_keys)} unexpected ({_listing(self.unexpected_keys)})")
         if self.shape_mismatch:
-            parts.append(f"shape mismatch (skipped): {', '.join(self.shape_mismatch)}")
+            parts.append(f"{len(self.shape_mismatch)} with another shape, skipped ({_listing(self.shape_mismatch)})")
         return "; ".join(parts) if parts else "all keys matched"
 
 
-def load_weights(
-    model: nn.Module, path: str | os.PathLike[str], strict: bool = False, map_location: Any = "cpu"
-) -> LoadReport:
-    """Load only the weights of a checkpoint into ``model`` (fine-tuning: ``load_from``).
-
-    Tensors whose shape differs from the model's are skipped and reported. With ``strict``
-    any missing, unexpected or mismatched key raises CheckpointError.
-    """
-    checkpoint = load_checkpoint(path, map_location=map_location)
-    state = extract_state_dict(checkpoint, path)
+def compare_state(model: nn.Module, state: Mapping[str, Any]) -> tuple[LoadReport, dict[str, Any]]:
+    """How ``state`` fits ``model``: the report and the tensors that can be loaded."""
     own = model.state_dict()
     report = LoadReport()
     usable = {}
@@ -83,8 +89,38 @@ def load_weights(
         else:
             usable[key] = value
     report.missing_keys = [k for k in own if k not in state]
-    if strict and (report.missing_keys or report.unexpected_keys or report.shape_mismatch):
-        raise CheckpointError(f"checkpoint file {path} does not fit the model: {report.describe()}")
+    return report, usable
+
+
+def misfit_error(path: str | os.PathLike[str], report: LoadReport, use: str) -> CheckpointError:
+    """The one-paragraph error for weights that do not fit the model a run or command expects."""
+    return CheckpointError(
+        f"Checkpoint file {path} does not fit the model of this config: {report.describe()}. {use} needs "
+        "every weight of the trained model, so it stops here instead of running with randomly initialised "
+        "parts. Use the config the checkpoint was trained with (a detcore checkpoint's meta.config holds "
+        "it), or fine-tune from these weights with load_from / --load-from, which skips mis-shaped keys."
+    )
+
+
+def load_weights(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    strict: bool = False,
+    map_location: Any = "cpu",
+    use: str = "Loading a trained model",
+) -> LoadReport:
+    """Load only the weights of a checkpoint into ``model``.
+
+    Not strict (fine-tuning, ``load_from``): tensors whose shape differs from the model's are
+    skipped and reported, as in MMDetection. ``strict`` (a trained model is expected: ``test``,
+    ``infer``, ``init_detector``): any missing, unexpected or mis-shaped key raises one
+    CheckpointError listing them; ``use`` names what needed the weights. Nothing is loaded then.
+    """
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    state = extract_state_dict(checkpoint, path)
+    report, usable = compare_state(model, state)
+    if strict and not report.fits:
+        raise misfit_error(path, report, use)
     model.load_state_dict(usable, strict=False)
     return report
 

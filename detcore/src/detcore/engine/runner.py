@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 from detcore.engine.amp import MixedPrecision
+from detcore.checkpoint import remove_stale_temporaries
 from detcore.engine.checkpoint import LoadReport, load_weights
 from detcore.engine.components import build_component, build_hook, build_loader, loader_batch_size
 from detcore.engine.dist import broadcast_object, get_rank, get_world_size, init_distributed, is_distributed
 from detcore.engine.dist import is_main_process
+from detcore.engine.device import resolve_device
 from detcore.engine.evaluation import build_metric
 from detcore.engine.hooks import CheckpointHook, EvalHook, IterTimerHook, LoggerHook, LrSchedulerHook, get_priority
 from detcore.engine.loops import AnyBatch, EpochBasedTrainLoop, EvalLoop, IterBasedTrainLoop, TrainLoop
@@ -38,7 +40,8 @@ from detcore.engine.schedulers import LrScheduler, build_lr_scheduler
 from detcore.engine.seeding import set_random_seed, set_rng_states
 from detcore.engine.settings import LoopSettings, RunnerSettings, resolve_pipelines
 from detcore.engine.state import make_checkpoint, restore_checkpoint, resume_path
-from detcore.errors import ConfigError
+from detcore.engine.validation import check_num_classes, validate_config
+from detcore.errors import ConfigError, DetcoreError
 from detcore.interfaces import HOOK_TIMEPOINTS, Hook
 from detcore.structures import Batch, Instances
 
@@ -68,7 +71,7 @@ class Runner:
         if launcher == "torchrun":
             self.device = init_distributed("torchrun")
         else:
-            self.device = torch.device(s.device if s.device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.device = resolve_device(s.device)
         self.rank, self.world_size = get_rank(), get_world_size()
         seed = s.seed if s.seed is not None else broadcast_object(random.SystemRandom().randrange(2**31))
         self.seed = int(seed)
@@ -79,13 +82,30 @@ class Runner:
             self.work_dir.mkdir(parents=True, exist_ok=True)
         self.timestamp = broadcast_object(time.strftime("%Y%m%d_%H%M%S"))
         self.logger = self._make_logger()
+        if is_main_process():
+            for stale in remove_stale_temporaries(self.work_dir):
+                self.logger.info(f"removed {stale.name}, the partial file of a save that did not finish")
+        try:
+            self._build(s)
+        except BaseException as exc:
+            self.log_failure(exc)
+            self.close()
+            raise
+
+    def _build(self, s: RunnerSettings) -> None:
+        """Everything the run needs, built from the settings (a failure is written to the log)."""
         # -- model, data, metrics ---------------------------------------------------------
+        model = s.model
         self.module: nn.Module = build_component("detectors", model).to(self.device)
         self.channels_last = s.channels_last
         if self.channels_last:
             self.module.to(memory_format=torch.channels_last)
         self.train_dataloader = build_loader(s.train_dataloader, True, self.seed, is_distributed())
+        if self.train_dataloader is not None:
+            check_num_classes(model, getattr(self.train_dataloader.dataset, "classes", None), self.cfg)
         self.val_dataloader = build_loader(s.val_dataloader, False, self.seed, is_distributed())
+        for loader in (self.train_dataloader, self.val_dataloader):
+            self._report_skips(loader)
         self.evaluation_cfg = dict(s.evaluation or {})
         self.val_metric = build_metric(self.evaluation_cfg, self.val_dataloader)
         self._test_dataloader: Any = None  # built on first use: training runs never pay for it
@@ -153,6 +173,7 @@ class Runner:
         cls, cfg: Mapping[str, Any], work_dir: str | os.PathLike[str] | None = None, launcher: str = "none"
     ) -> "Runner":
         """Build a runner from a loaded config (keys: :class:`~detcore.engine.settings.RunnerSettings`)."""
+        validate_config(cfg)
         values = vars(RunnerSettings.from_config(cfg))
         values["work_dir"] = work_dir or values["work_dir"]
         if not values["work_dir"]:
@@ -175,6 +196,26 @@ class Runner:
             file_handler.setFormatter(formatter)
             logger.addHandler(file_handler)
         return logger
+
+    def log_failure(self, exc: BaseException) -> None:
+        """Write why the run stopped to the log file (a user error as its message, anything else with
+        its traceback), so that a failed run's log says what happened."""
+        if isinstance(exc, KeyboardInterrupt):
+            self.logger.error("interrupted")
+        elif isinstance(exc, DetcoreError):
+            self.logger.error(f"{type(exc).__name__}: {exc}")
+        elif isinstance(exc, Exception):
+            for handler in self.logger.handlers:  # the traceback goes to the file; the terminal gets Python's own
+                if isinstance(handler, logging.FileHandler):
+                    handler.handle(self.logger.makeRecord(
+                        self.logger.name, logging.ERROR, __file__, 0, f"run failed: {type(exc).__name__}: {exc}",
+                        None, (type(exc), exc, exc.__traceback__)))
+
+    def _report_skips(self, loader: Any) -> None:
+        """Log every image a loader with ``on_bad_image = "skip"`` leaves out."""
+        if loader is not None and hasattr(loader, "skipped"):
+            loader.on_skip = lambda message: self.logger.warning(
+                f"skipped an image ({len(loader.skipped)} so far): {message}")
 
     def close(self) -> None:
         """Release the log files (the runner stays usable for inspection)."""
@@ -210,6 +251,7 @@ class Runner:
         """The test loader, built from its config table the first time it is needed."""
         if self._test_dataloader is None and self.settings.test_dataloader is not None:
             self._test_dataloader = build_loader(self.settings.test_dataloader, False, self.seed, is_distributed())
+            self._report_skips(self._test_dataloader)
         return self._test_dataloader
 
     @property
@@ -240,12 +282,20 @@ class Runner:
         """Run the training loop from the start, from ``resume`` or after ``load_from``."""
         if self.train_loop is None or self.optimizer is None:
             raise ConfigError("training needs train_dataloader and optimizer in the config")
-        self.load_initial_state()
-        self.call_hook("before_run")
-        if self._resume_rng is not None:
-            set_rng_states(self._resume_rng)
-            self._resume_rng = None
-        self.train_loop.run()
+        try:
+            self.load_initial_state()
+            self.call_hook("before_run")
+            if self._resume_rng is not None:
+                set_rng_states(self._resume_rng)
+                self._resume_rng = None
+            self.train_loop.run()
+        except BaseException as exc:
+            self.log_failure(exc)
+            raise
+        skipped = getattr(self.train_dataloader, "skipped", [])
+        if skipped:
+            self.logger.warning(f"{len(skipped)} training image(s) could not be read and were skipped "
+                                "(on_bad_image = 'skip'); see the warnings above")
         self.call_hook("after_run")
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -266,7 +316,9 @@ class Runner:
             self.resume(path)
         elif self.settings.load_from:
             self.load_report = load_weights(self.module, self.settings.load_from)
-            self.logger.info(f"loaded weights from {self.settings.load_from}: {self.load_report.describe()}")
+            log = self.logger.info if self.load_report.fits else self.logger.warning
+            log(f"loaded weights from {self.settings.load_from} (load_from: fine-tuning, mis-shaped and missing "
+                f"weights keep their initialisation): {self.load_report.describe()}")
 
     def resume(self, path: str | os.PathLike[str]) -> None:
         """Restore model, optimizer, schedule, loop position, hooks and RNG states from ``path``."""

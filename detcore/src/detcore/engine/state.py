@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detcore.engine.checkpoint import extract_state_dict, find_latest_checkpoint, load_checkpoint
+from detcore.engine.checkpoint import compare_state, extract_state_dict, find_latest_checkpoint, load_checkpoint
+from detcore.engine.checkpoint import misfit_error
 from detcore.engine.seeding import get_rng_states
 from detcore.errors import CheckpointError
 
@@ -72,11 +73,17 @@ def restore_checkpoint(runner: "Runner", path: str | os.PathLike[str]) -> dict[s
                 f"checkpoint file {path} has no {key!r} state, so training cannot resume from it; "
                 "use load_from to start from its weights"
             )
+    report, usable = compare_state(runner.module, extract_state_dict(checkpoint, path))
+    if not report.fits:
+        raise misfit_error(path, report, "Resuming")
+    runner.module.load_state_dict(usable, strict=True)
     try:
-        runner.module.load_state_dict(extract_state_dict(checkpoint, path), strict=True)
         runner.optimizer.load_state_dict(checkpoint["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint file {path} does not fit this model/optimizer: {exc}") from exc
+        raise CheckpointError(
+            f"checkpoint file {path}: its optimizer state does not fit this config's optimizer ({exc}); resume "
+            "with the optimizer settings it was trained with, or start from its weights with load_from"
+        ) from exc
     if "scheduler" in checkpoint:
         runner.scheduler.load_state_dict(checkpoint["scheduler"])
     if runner.grad_scaler is not None and "scaler" in checkpoint:

@@ -12,7 +12,7 @@ from torchvision import tv_tensors
 from detcore.data.images import read_image
 from detcore.data.masks import segmentations_to_masks
 from detcore.data.transforms.fields import make_boxes
-from detcore.errors import DataError
+from detcore.errors import BadImageError, DataError
 from detcore.interfaces.data import Transform
 
 
@@ -30,6 +30,7 @@ class LoadImageFromFile(Transform):
         if "filename" not in results:
             raise DataError("LoadImageFromFile needs results['filename']; the dataset did not set it")
         pixels = torch.from_numpy(read_image(results["filename"]).copy()).permute(2, 0, 1).contiguous()
+        self._check_size(results, pixels.shape[-2], pixels.shape[-1])
         if self.to_float32:
             pixels = pixels.float()
         out = dict(results)
@@ -41,6 +42,20 @@ class LoadImageFromFile(Transform):
         out.setdefault("mask_fields", [])
         out.setdefault("seg_fields", [])
         return out
+
+    @staticmethod
+    def _check_size(results: dict[str, Any], height: int, width: int) -> None:
+        """The annotation's width / height must be the image's (boxes and masks are drawn on that canvas)."""
+        info = results.get("img_info")
+        if not isinstance(info, dict) or "width" not in info or "height" not in info:
+            return
+        if (int(info["width"]), int(info["height"])) != (width, height):
+            raise BadImageError(
+                f"image file {results['filename']} is {width}x{height} pixels (after EXIF rotation) but its "
+                f"annotation (image id {results.get('img_id')}) says {int(info['width'])}x{int(info['height'])} "
+                "(width x height); the annotations belong to another version of the image. Fix the width/height "
+                "in the annotation file or replace the image"
+            )
 
     def __repr__(self) -> str:
         return f"LoadImageFromFile(to_float32={self.to_float32})"
