@@ -136,6 +136,10 @@ def wheel_for(session: nox.Session, dist: str) -> Path:
     return wheels[0]
 
 
+# Optional extras installed wherever the distribution is tested, so the tests of optional features run in CI.
+TEST_EXTRAS = {"detcore": ("onnx", "robustness", "albu", "lvis", "instaboost")}
+
+
 def install_local(session: nox.Session, names: list[str]) -> None:
     ensure_torch(session)
     order: list[str] = []
@@ -144,7 +148,9 @@ def install_local(session: nox.Session, names: list[str]) -> None:
             if dist not in order:
                 order.append(dist)
     build_requirements(session, order)
-    session.install("pytest>=7", *[str(wheel_for(session, d)) for d in order])
+    wheels = [f"{wheel_for(session, d)}[{','.join(TEST_EXTRAS[d])}]" if d in TEST_EXTRAS else str(wheel_for(session, d))
+              for d in order]
+    session.install("pytest>=7", *wheels)
 
 
 def _tests_session(dist: str, folder: Path):

@@ -32,6 +32,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fl.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     fl.set_defaults(handler=flops_command)
 
+    exp = subparsers.add_parser("export", help="export a trained detector (onnx)")
+    formats = exp.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    onnx = formats.add_parser(
+        "onnx", help="the network as ONNX with dynamic batch and image size (needs detcore[onnx])",
+        description="Exports backbone, neck and head up to their raw per-level maps. Post-processing (score "
+        "filter, top-k, box decoding, NMS) is outside the graph: detcore.tools.onnx_export.OnnxDetector runs the "
+        "graph in onnxruntime and then the head's own post-processing.")
+    onnx.add_argument("config")
+    onnx.add_argument("checkpoint", type=Path)
+    onnx.add_argument("out", type=Path, metavar="OUT.onnx")
+    onnx.add_argument("--shape", nargs="+", type=int, default=[800, 1344], metavar="N",
+                      help="H W of the example input that is traced (the exported size is dynamic)")
+    onnx.add_argument("--opset", type=int, default=17)
+    onnx.add_argument("--verify", type=Path, metavar="IMAGE",
+                      help="run IMAGE through detcore and onnxruntime and print the largest differences")
+    onnx.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    onnx.set_defaults(handler=export_onnx_command)
+
 
 def publish_model_command(args: argparse.Namespace) -> int:
     from detcore.tools.publish import publish_model
@@ -72,4 +90,25 @@ def flops_command(args: argparse.Namespace) -> int:
     print(f"FLOPs: {report.gflops:.3f} G ({report.gmacs:.3f} GMac)   params: {report.total_params / 1e6:.3f} M")
     if args.json:
         args.json.write_text(json.dumps(report.to_dict(), indent=1))
+    return 0
+
+
+def export_onnx_command(args: argparse.Namespace) -> int:
+    from detcore.apis import inference_detector, init_detector
+    from detcore.config import load_config
+    from detcore.tools.onnx_export import OnnxDetector, export_onnx
+
+    cfg = load_config(args.config, args.set)
+    model = init_detector(cfg, args.checkpoint)
+    height, width = _shape(args.shape)
+    out = export_onnx(model, args.out, height, width, opset=args.opset, classes=model.classes)
+    print(f"wrote {out} (post-processing outside the graph: OnnxDetector)")
+    if args.verify:
+        ours = inference_detector(model, args.verify)
+        theirs = OnnxDetector(out, cfg, args.checkpoint)(args.verify)
+        n = min(len(ours), len(theirs))
+        box_diff = float((ours.boxes[:n] - theirs.boxes[:n]).abs().max()) if n else 0.0
+        score_diff = float((ours.scores[:n] - theirs.scores[:n]).abs().max()) if n else 0.0
+        print(json.dumps({"detections": [len(ours), len(theirs)], "max_box_diff": box_diff,
+                          "max_score_diff": score_diff}))
     return 0
