@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detcore.cli.commands import infer as infer_cli
 from detcore.cli.commands import logs as logs_cli
 from detcore.cli.commands import training as training_cli
 from detcore.engine import load_checkpoint
@@ -96,6 +97,7 @@ def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="detcore")
     sub = parser.add_subparsers(dest="command")
     training_cli.register(sub)
+    infer_cli.register(sub)
     logs_cli.register(sub)
     args = parser.parse_args([str(a) for a in argv])
     return args.handler(args)

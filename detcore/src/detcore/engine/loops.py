@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from detcore.engine.checkpoint import find_latest_checkpoint
-from detcore.engine.dist import get_world_size, is_distributed
+from detcore.engine.dist import get_world_size, is_distributed, is_main_process
 from detcore.engine.evaluation import as_float32, compute_metric
+from detcore.engine.progress import Progress
 from detcore.engine.seeding import get_rng_states, set_rng_states
 from detcore.errors import ConfigError, DetcoreError
 from detcore.structures import Batch, Instances
@@ -194,18 +195,22 @@ class EvalLoop:
         metric: Any,
         call_hooks: bool = False,
         sinks: Sequence[PredictionSink] = (),
+        progress: bool = False,
     ) -> None:
         self.runner = runner
         self.loader = loader
         self.metric = metric
         self.call_hooks = call_hooks
         self.sinks = list(sinks)
+        self.progress = progress
 
     def run(self) -> dict[str, float]:
         runner = self.runner
         was_training = runner.model.training
         runner.module.eval()
         self.metric.reset()
+        total = len(getattr(self.loader, "dataset", ())) // max(get_world_size(), 1) or None
+        bar = Progress(total, "test", enabled=self.progress and is_main_process())
         for batch in self.loader:
             if self.call_hooks:
                 runner.call_hook("before_val_iter")
@@ -215,6 +220,8 @@ class EvalLoop:
                 sink(first_view(batch), predictions)
             if self.call_hooks:
                 runner.call_hook("after_val_iter")
+            bar.update(len(first_view(batch).metas))
+        bar.close()
         results = compute_metric(self.metric, runner.logger)
         if was_training:
             runner.model.train()

@@ -341,6 +341,7 @@ class Runner:
         predictions_out: list[dict[str, Any]] | None = None,
         show_dir: str | os.PathLike[str] | None = None,
         show_score_thr: float = 0.3,
+        progress: bool = False,
     ) -> dict[str, float]:
         """Evaluate on the test data (test-time augmentation when its pipeline gives views).
 
@@ -355,10 +356,13 @@ class Runner:
         if show_dir is not None:
             classes = getattr(self.test_dataloader.dataset, "classes", None)
             sinks.append(PredictionDrawer(show_dir, classes, show_score_thr))
-        self.test_metrics = EvalLoop(self, self.test_dataloader, self.test_metric, sinks=sinks).run()
+        self.test_metrics = EvalLoop(self, self.test_dataloader, self.test_metric, sinks=sinks, progress=progress).run()
         if records is not None:
             predictions_out.extend(records.gathered())
         if is_main_process():
+            summary = getattr(self.test_metric, "summary_text", "")
+            if summary:
+                self.logger.info(f"summary:\n{summary}")
             shown = ", ".join(f"{k}: {v:.4f}" for k, v in self.test_metrics.items())
             self.logger.info(f"test results: {shown}")
         return self.test_metrics

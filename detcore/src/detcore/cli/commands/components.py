@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from detcore.cli.options import add_set_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -32,8 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     show = sub.add_parser("show", help="print a config with _base_ and --set applied")
     show.add_argument("config", help="config name (see list-configs) or path to a .toml file")
-    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a key (repeatable); +KEY=VALUE adds a new key")
+    add_set_option(show)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     show.set_defaults(handler=config_show)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from detcore.cli.options import add_set_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -29,8 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("config", help="config file or shipped config name")
     b.add_argument("--out-dir", type=Path, required=True)
     b.add_argument("--num", type=int, default=10, help="number of images to draw")
-    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable)")
+    add_set_option(b, dest="overrides")
     b.set_defaults(handler=browse_dataset_command)
 
 

@@ -1,4 +1,4 @@
-"""``detcore train``, ``test``, ``infer`` and ``demo`` (manual `003` ch. 2); torch is imported inside handlers."""
+"""``detcore train``, ``test`` and ``demo`` (manual `003` ch. 2; ``infer`` is in its own module); torch is imported inside handlers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from detcore.cli.options import add_set_option
+
 # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other work,
 # spinning threads of an idle-waiting team take cores from the busy ones and a training step can
 # take several times longer. Read when torch loads (inside the handlers), so set here at import.
@@ -17,7 +19,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Small shapes configs shipped by the detector families, in order of preference for `detcore demo`.
 # FCOS first: on a CPU it reaches the best mAP in a given time (no anchors, cheap targets).
 DEMO_CONFIGS = ("fcos_r18_fpn_shapes", "retinanet_r18_fpn_shapes", "faster_rcnn_r18_fpn_shapes")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                        help="resume model, optimizer, schedule and RNG; without CKPT the latest in --work-dir")
     train.add_argument("--load-from", metavar="CKPT", help="start from these weights only (fine-tuning)")
-    train.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_set_option(train)
     train.add_argument("--seed", type=int)
     train.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
     train.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on CUDA)")
@@ -45,25 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     test.add_argument("--show-score-thr", type=float, default=0.3, help="score threshold of --show-dir drawings")
     test.add_argument("--format-only", action="store_true", help="only export COCO results JSON (no scores)")
     test.add_argument("--outfile-prefix", help="prefix of the exported JSON files (default: WORK_DIR/results)")
-    test.add_argument("--work-dir", type=Path)
-    test.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    test.add_argument("--work-dir", type=Path, help="where the log goes (default: the checkpoint's folder)")
+    add_set_option(test)
     test.add_argument("--launcher", choices=["none", "torchrun"], default="none")
     test.set_defaults(handler=test_command)
-
-    infer = subparsers.add_parser("infer", help="detect objects in images and draw them")
-    infer.add_argument("config")
-    infer.add_argument("checkpoint", type=Path)
-    infer.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
-    infer.add_argument("--out-dir", type=Path, required=True)
-    infer.add_argument("--score-thr", type=float, default=0.3)
-    infer.add_argument("--device", default="cpu")
-    infer.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
-    infer.set_defaults(handler=infer_command)
 
     demo = subparsers.add_parser("demo", help="make a shapes dataset, train a small detector, evaluate, draw")
     demo.add_argument("--work-dir", type=Path, default=Path("work_dirs/demo"))
     demo.add_argument("--config", help=f"shapes config to train (default: first installed of {', '.join(DEMO_CONFIGS)})")
-    demo.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    add_set_option(demo)
     demo.add_argument("--num-train", type=int, default=600, help="training images to generate")
     demo.add_argument("--num-val", type=int, default=100, help="validation images to generate")
     demo.add_argument("--image-size", type=int, default=160,
@@ -133,21 +124,43 @@ def _test_config(cfg: Any, args: argparse.Namespace, work_dir: Path) -> dict[str
     return test_cfg
 
 
+def _test_work_dir(args: argparse.Namespace, cfg: Any) -> Path:
+    """Where ``test`` writes its log: --work-dir, the config's work_dir, else the checkpoint's folder
+    (a temporary folder when that is not writable), never a ./work_dirs the user did not ask for."""
+    import tempfile
+
+    chosen = args.work_dir or cfg.get("work_dir")
+    if chosen:
+        return Path(chosen)
+    folder = Path(args.checkpoint).resolve().parent
+    if os.access(folder, os.W_OK):
+        return folder
+    return Path(tempfile.mkdtemp(prefix="detcore-test-"))
+
+
+def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics with NaN / inf (e.g. the AP of a class without ground truth, ``classwise``) as null:
+    the final line stays valid JSON."""
+    import math
+
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
 def test_command(args: argparse.Namespace) -> int:
     from detcore.config import load_config
     from detcore.engine import Runner, load_weights
     from detcore.engine.dist import is_main_process
-    from detcore.errors import CheckpointError
+    from detcore.engine.validation import validate_config
 
     cfg = load_config(args.config, args.set)
-    work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
-    runner = Runner.from_config(_test_config(cfg, args, Path(work_dir)), work_dir=work_dir, launcher=args.launcher)
+    validate_config(cfg)  # the whole config, with the files that set each key
+    work_dir = _test_work_dir(args, cfg)
+    runner = Runner.from_config(_test_config(cfg, args, work_dir), work_dir=work_dir, launcher=args.launcher)
     try:
-        report = load_weights(runner.module, args.checkpoint)
-        if report.missing_keys:
-            raise CheckpointError(f"checkpoint file {args.checkpoint} does not fit the model: {report.describe()}")
+        load_weights(runner.module, args.checkpoint, strict=True, use="detcore test")
         predictions: list[dict[str, Any]] | None = [] if args.out else None
-        metrics = runner.test(predictions_out=predictions, show_dir=args.show_dir, show_score_thr=args.show_score_thr)
+        metrics = runner.test(predictions_out=predictions, show_dir=args.show_dir,
+                              show_score_thr=args.show_score_thr, progress=True)
         if is_main_process():
             if args.out:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,61 +168,19 @@ def test_command(args: argparse.Namespace) -> int:
             if args.format_only:
                 prefix = runner.test_metric.outfile_prefix
                 print(f"wrote results with prefix {prefix}", file=sys.stderr)
-            print(json.dumps(metrics))
+            summary = getattr(runner.test_metric, "summary_text", "")
+            if summary:
+                print(summary)
+            print(json.dumps(json_safe(metrics), allow_nan=False))
+    except BaseException as exc:
+        runner.log_failure(exc)
+        raise
     finally:
         _finish(runner)
     return 0
 
 
-# -- infer -----------------------------------------------------------------------------------
-def _expand_inputs(inputs: list[Path]) -> list[Path]:
-    from detcore.errors import DataError
-
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            files.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise DataError(f"input {item} does not exist")
-    if not files:
-        raise DataError(f"no images found in {', '.join(str(i) for i in inputs)}")
-    return files
-
-
-def detections_record(path: Path, instances: Any, classes: Any, score_thr: float) -> dict[str, Any]:
-    """JSON-ready detections of one image above ``score_thr``."""
-    inst = instances[instances.scores >= score_thr] if len(instances) else instances
-    out = []
-    for i in range(len(inst)):
-        label = int(inst.labels[i])
-        out.append(
-            {
-                "bbox": [round(float(v), 2) for v in inst.boxes[i].tolist()],
-                "score": round(float(inst.scores[i]), 4),
-                "label": label,
-                "class": classes[label] if classes and 0 <= label < len(classes) else str(label),
-            }
-        )
-    return {"file": str(path), "detections": out}
-
-
-def infer_command(args: argparse.Namespace) -> int:
-    from detcore.apis import inference_detector, init_detector, show_result
-    from detcore.config import load_config
-
-    files = _expand_inputs(args.inputs)
-    model = init_detector(load_config(args.config, args.set), args.checkpoint, device=args.device)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    records = []
-    for path in files:
-        instances = inference_detector(model, path)
-        show_result(path, instances, model.classes, out_file=args.out_dir / f"{path.stem}.png", score_thr=args.score_thr)
-        records.append(detections_record(path, instances, model.classes, args.score_thr))
-    (args.out_dir / "detections.json").write_text(json.dumps(records, indent=1))
-    print(f"drew {len(files)} image(s) and wrote {args.out_dir / 'detections.json'}")
-    return 0
+# -- infer: see detcore.cli.commands.infer ------------------------------------------------------
 
 
 # -- demo ------------------------------------------------------------------------------------
