@@ -37,20 +37,19 @@ def two_level_head(center_sampling: bool):
 def test_point_targets() -> None:
     gt = Instances(boxes=torch.tensor([[10.0, 10.0, 40.0, 40.0], [0.0, 0.0, 100.0, 80.0]]), labels=torch.tensor([1, 0]))
     points = torch.tensor([[20.0, 20.0], [50.0, 50.0], [100.0, 100.0], [12.0, 12.0]])
-    strides = torch.tensor([8.0, 16.0, 16.0, 8.0])
-    ranges = torch.tensor([[-1.0, 32.0], [32.0, 1e8], [32.0, 1e8], [-1.0, 32.0]])
+    pred = Instances((100, 100), priors=points, level_ids=torch.tensor([0, 1, 1, 0]))  # strides 8, 16, 16, 8
+    meta = ImageMeta(ori_shape=(100, 100), img_shape=(100, 100), pad_shape=(100, 100))
 
-    labels, targets = two_level_head(False)._targets_single(gt, points, ranges, strides)
-    assert labels.tolist() == [1, 0, 2, 1]  # 2 = background
-    torch.testing.assert_close(targets[0], torch.tensor([10.0, 10.0, 20.0, 20.0]))
-    torch.testing.assert_close(targets[1], torch.tensor([50.0, 50.0, 50.0, 30.0]))
-    torch.testing.assert_close(targets[3], torch.tensor([2.0, 2.0, 28.0, 28.0]))
+    targets = two_level_head(False).get_targets_single(pred, gt, None, meta)
+    assert targets.labels.tolist() == [1, 0, 2, 1]  # 2 = background
+    assert targets.assigned_gt_inds.tolist() == [1, 2, 0, 1] and targets.pos_inds.tolist() == [0, 1, 3]
+    torch.testing.assert_close(targets.bbox_targets[0], torch.tensor([10.0, 10.0, 20.0, 20.0]))
+    torch.testing.assert_close(targets.bbox_targets[1], torch.tensor([50.0, 50.0, 50.0, 30.0]))
+    torch.testing.assert_close(targets.bbox_targets[3], torch.tensor([2.0, 2.0, 28.0, 28.0]))
+    torch.testing.assert_close(targets.extras["centerness"][:3], torch.tensor([0.5, 0.6 ** 0.5, 0.0]))
 
-    labels, _ = two_level_head(True)._targets_single(gt, points, ranges, strides)
-    assert labels.tolist() == [1, 0, 2, 2]  # (12, 12) is outside box 0's central 1.5-stride region
-
-    centerness = two_level_head(False).centerness_target(targets[:2])
-    torch.testing.assert_close(centerness, torch.tensor([0.5, 0.6 ** 0.5]))
+    targets = two_level_head(True).get_targets_single(pred, gt, None, meta)
+    assert targets.labels.tolist() == [1, 0, 2, 2]  # (12, 12) is outside box 0's central 1.5-stride region
 
 
 def small_fcos_cfg() -> dict:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from det_common.heads.base_dense_head import filter_scores_and_topk, map_boxes_back
+from det_common.postprocess import filter_scores_and_topk, map_boxes_back
 from detcore.registry import build
 from detcore.structures import Batch, ImageMeta, Instances
 
@@ -45,19 +45,19 @@ def test_anchor_targets_and_focal_loss_value() -> None:
         torch.nn.init.zeros_(p)
     gt = Instances(boxes=torch.tensor([[0.0, 0.0, 32.0, 32.0]]), labels=torch.tensor([1]))
     meta = ImageMeta(ori_shape=(64, 64), img_shape=(64, 64), pad_shape=(64, 64))
-    anchors = head.prior_generator.grid_priors([(4, 4)])[0]  # 32 x 32 anchors centred at k * 16
-    valid = torch.ones(16, dtype=torch.bool)
-    labels, label_weights, bbox_targets, bbox_weights, sampling = head._targets_single(
-        anchors, valid, [16], gt, None, meta
-    )
+    feats = [torch.zeros(1, 8, 4, 4)]
+    outs = head(feats)
+    priors = head.get_priors(outs)  # 32 x 32 anchors centred at k * 16
+    pred = head.assignment_inputs(priors, outs, 0, meta)
+    targets = head.get_targets_single(pred, gt, None, meta)
     expected = torch.full((16,), 2)
     expected[5] = 1  # the anchor centred at (16, 16) is the ground truth itself
-    assert labels.tolist() == expected.tolist()
-    assert label_weights.tolist() == [1.0] * 16
-    assert bbox_weights[5].tolist() == [1.0] * 4 and float(bbox_weights.sum()) == 4.0
-    torch.testing.assert_close(bbox_targets[5], torch.zeros(4))
+    assert targets.labels.tolist() == expected.tolist()
+    assert targets.pos_inds.tolist() == [5] and targets.assigned_gt_inds[5] == 1
+    assert targets.label_weights.tolist() == [1.0] * 16 and targets.avg_factor == 1.0
+    assert targets.bbox_weights[5].tolist() == [1.0] * 4 and float(targets.bbox_weights.sum()) == 4.0
+    torch.testing.assert_close(targets.bbox_targets[5], torch.zeros(4))
 
-    feats = [torch.zeros(1, 8, 4, 4)]
     losses = head.loss(feats, Batch(images=torch.zeros(1, 3, 64, 64), metas=[meta], gt=[gt]))
     # zero logits (p = 0.5): 31 negative (anchor, class) pairs and 1 positive, averaged over 1 positive
     expected_cls = math.log(2) * (31 * 0.75 * 0.25 + 0.25 * 0.25)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from det_common.detectors import fuse_conv_bn
+from det_common.layers import fuse_conv_bn
 from det_common.detectors.torchvision_keys import RESNET_FPN_RULES, p6p7_rules, rename_state_dict
 from det_common.layers import ConvModule
 

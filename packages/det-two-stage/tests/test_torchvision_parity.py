@@ -70,10 +70,10 @@ def test_rpn_outputs_and_proposals_match(twins):
         torch.testing.assert_close(ours_level, tv_level, rtol=0, atol=1e-4)
 
     tv_logits, tv_deltas = tv.rpn.head(list(tv_feats.values()))
-    our_logits, our_deltas = ours.rpn_head(our_feats)
+    our_outs = ours.rpn_head(our_feats)
     for level in range(5):
-        torch.testing.assert_close(our_logits[level], tv_logits[level], rtol=0, atol=1e-4)
-        torch.testing.assert_close(our_deltas[level], tv_deltas[level], rtol=0, atol=1e-4)
+        torch.testing.assert_close(our_outs.cls_scores[level], tv_logits[level], rtol=0, atol=1e-4)
+        torch.testing.assert_close(our_outs.bbox_preds[level], tv_deltas[level], rtol=0, atol=1e-4)
 
     tv_proposals, _ = tv.rpn(image_list, tv_feats)
     our_proposals = ours.rpn_head.predict(our_feats, metas_for(images), rescale=False)

@@ -14,7 +14,11 @@ from det_common.detectors.two_stage import TwoStageDetector
 
 
 class RPN(BaseDetector):
-    """Region Proposal Network as a detector: predicts class-agnostic proposals (evaluated by recall)."""
+    """Region Proposal Network as a detector: predicts class-agnostic proposals (evaluated by recall).
+
+    Its head is ``rpn_head`` (MMDetection 2's layout); checkpoints in MMDetection 3's layout, where
+    the RPN detector's head is ``bbox_head``, load too (``bbox_head.*`` keys are read as ``rpn_head.*``).
+    """
 
     def __init__(
         self,
@@ -24,14 +28,11 @@ class RPN(BaseDetector):
         train_cfg: dict[str, Any] | None = None,
         test_cfg: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        train_cfg = dict(train_cfg or {})
-        test_cfg = dict(test_cfg or {})
-        self.train_cfg = train_cfg
-        self.test_cfg = test_cfg
-        self.backbone = build("backbones", backbone)
-        self.neck = build("necks", neck) if neck is not None else None
-        self.rpn_head = build("dense_heads", rpn_head, train_cfg=train_cfg.get("rpn"), test_cfg=test_cfg.get("rpn"))
+        super().__init__(backbone, neck, train_cfg, test_cfg)
+        self.rpn_head = build(
+            "dense_heads", rpn_head, train_cfg=self.train_cfg.get("rpn"), test_cfg=self.test_cfg.get("rpn")
+        )
+        self._register_load_state_dict_pre_hook(_read_mmdet3_rpn_layout)
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         return self.rpn_head.loss(self.extract_feat(batch.images), batch)
@@ -40,7 +41,15 @@ class RPN(BaseDetector):
         return self.rpn_head.predict(self.extract_feat(batch.images), batch.metas, rescale=rescale)
 
     def forward_tensor(self, images: Tensor) -> Any:
-        return self.rpn_head(self.extract_feat(images))
+        """The RPN's raw per-level (objectness, deltas) as plain lists (for export and parity checks)."""
+        return self.rpn_head(self.extract_feat(images)).to_tuple()
+
+
+def _read_mmdet3_rpn_layout(state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: MMDetection 3's ``bbox_head.*`` keys of an RPN detector become ``rpn_head.*``."""
+    old = prefix + "bbox_head."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "rpn_head." + key[len(old):]] = state_dict.pop(key)
 
 
 class FasterRCNN(TwoStageDetector):

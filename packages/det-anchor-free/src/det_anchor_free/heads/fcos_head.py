@@ -7,11 +7,11 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from det_common.heads import AnchorFreeHead
+from det_common.heads import AnchorFreeHead, DenseOutputs, DensePriors, DenseTargets, flatten_levels
 from det_common.layers import Scale, normal_init
 from detcore.errors import ConfigError
 from detcore.registry import build
-from detcore.structures import Batch, Instances
+from detcore.structures import Batch, ImageMeta, Instances
 
 INF = 1e8
 _REGRESS_RANGES = ((-1, 64), (64, 128), (128, 256), (256, 512), (512, INF))
@@ -86,65 +86,90 @@ class FCOSHead(AnchorFreeHead):
         normal_init(self.conv_centerness, std=0.01)
 
     # -- forward ----------------------------------------------------------------------------
-    def forward(self, feats: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """Per-level class logits (N, C, H, W), distances (N, 4, H, W) and centerness logits (N, 1, H, W).
+    def forward_single(self, x: Tensor, level: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Class logits (N, C, H, W), distances (N, 4, H, W) and centerness logits (N, 1, H, W) of one level.
 
         Distances are in pixels at inference; in training they are in strides when ``norm_on_bbox``.
         """
-        cls_scores, bbox_preds, centernesses = [], [], []
-        for level, x in enumerate(feats):
-            cls_score, bbox_pred, cls_feat, reg_feat = self.forward_single(x)
-            centerness = self.conv_centerness(reg_feat if self.centerness_on_reg else cls_feat)
-            bbox_pred = self.scales[level](bbox_pred).float()
-            if self.norm_on_bbox:
-                bbox_pred = bbox_pred.clamp(min=0)
-                if not self.training:
-                    bbox_pred = bbox_pred * self.strides[level]
-            else:
-                bbox_pred = bbox_pred.exp()
-            cls_scores.append(cls_score)
-            bbox_preds.append(bbox_pred)
-            centernesses.append(centerness)
-        return cls_scores, bbox_preds, centernesses
+        cls_score, bbox_pred, cls_feat, reg_feat = self.tower_outputs(x)
+        centerness = self.conv_centerness(reg_feat if self.centerness_on_reg else cls_feat)
+        bbox_pred = self.scales[level](bbox_pred).float()
+        if self.norm_on_bbox:
+            bbox_pred = bbox_pred.clamp(min=0)
+            if not self.training:
+                bbox_pred = bbox_pred * self.strides[level]
+        else:
+            bbox_pred = bbox_pred.exp()
+        return cls_score, bbox_pred, centerness
 
-    def _level_scores(self, cls_logits: Tensor, factor_logits: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def level_scores(self, cls_logits: Tensor, factor_logits: Tensor | None) -> tuple[Tensor, Tensor | None]:
         if self.centerness_fusion == "geometric_mean" and factor_logits is not None:
             return torch.sqrt(cls_logits.sigmoid() * factor_logits.sigmoid()[:, None]), None
-        return super()._level_scores(cls_logits, factor_logits)
+        return super().level_scores(cls_logits, factor_logits)
 
     # -- targets ----------------------------------------------------------------------------
-    def _targets_single(
-        self, gt: Instances, points: Tensor, regress_ranges: Tensor, point_strides: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Label (background = num_classes) and (left, top, right, bottom) target of every point."""
+    def get_targets_single(
+        self, pred: Instances, gt: Instances, ignored: Instances | None, meta: ImageMeta
+    ) -> DenseTargets:
+        """Label (background = num_classes), (left, top, right, bottom) target and centerness target of every point.
+
+        Among the ground truths containing a point (or, with ``center_sampling``, whose central
+        region does) and whose largest side distance falls in the point's level range, the smallest wins.
+        """
+        points = pred.priors
         num_points, num_gts = points.shape[0], len(gt)
+        strides = points.new_tensor(self.strides)[pred.level_ids]
+        ranges = points.new_tensor(self.regress_ranges)[pred.level_ids]
         if num_gts == 0:
-            return points.new_full((num_points,), self.num_classes, dtype=torch.long), points.new_zeros((num_points, 4))
-        boxes = gt.boxes.to(points.dtype)
-        areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(num_points, num_gts)
-        xs, ys = points[:, 0, None], points[:, 1, None]
-        x1, y1, x2, y2 = (boxes[None, :, i] for i in range(4))
-        bbox_targets = torch.stack([xs - x1, ys - y1, x2 - xs, y2 - ys], dim=-1)  # (P, G, 4)
-
-        if self.center_sampling:
-            radius = point_strides[:, None] * self.center_sample_radius
-            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            inner_x1 = torch.maximum(cx - radius, x1)
-            inner_y1 = torch.maximum(cy - radius, y1)
-            inner_x2 = torch.minimum(cx + radius, x2)
-            inner_y2 = torch.minimum(cy + radius, y2)
-            inner = torch.stack([xs - inner_x1, ys - inner_y1, inner_x2 - xs, inner_y2 - ys], dim=-1)
-            inside = inner.min(dim=-1).values > 0
+            labels = points.new_full((num_points,), self.num_classes, dtype=torch.long)
+            bbox_targets = points.new_zeros((num_points, 4))
+            match = torch.full((num_points,), -1, dtype=torch.long, device=points.device)
         else:
-            inside = bbox_targets.min(dim=-1).values > 0
-        max_dist = bbox_targets.max(dim=-1).values
-        in_range = (max_dist >= regress_ranges[:, 0, None]) & (max_dist <= regress_ranges[:, 1, None])
-
-        areas = areas.masked_fill(~(inside & in_range), INF)
-        min_area, match = areas.min(dim=1)
-        labels = gt.labels[match].clone()
-        labels[min_area == INF] = self.num_classes
-        return labels, bbox_targets[torch.arange(num_points, device=points.device), match]
+            boxes = gt.boxes.to(points.dtype)
+            areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(num_points, num_gts)
+            xs, ys = points[:, 0, None], points[:, 1, None]
+            x1, y1, x2, y2 = (boxes[None, :, i] for i in range(4))
+            distances = torch.stack([xs - x1, ys - y1, x2 - xs, y2 - ys], dim=-1)  # (P, G, 4)
+            if self.center_sampling:
+                radius = strides[:, None] * self.center_sample_radius
+                cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+                inner = torch.stack(
+                    [
+                        xs - torch.maximum(cx - radius, x1),
+                        ys - torch.maximum(cy - radius, y1),
+                        torch.minimum(cx + radius, x2) - xs,
+                        torch.minimum(cy + radius, y2) - ys,
+                    ],
+                    dim=-1,
+                )
+                inside = inner.min(dim=-1).values > 0
+            else:
+                inside = distances.min(dim=-1).values > 0
+            max_dist = distances.max(dim=-1).values
+            in_range = (max_dist >= ranges[:, 0, None]) & (max_dist <= ranges[:, 1, None])
+            areas = areas.masked_fill(~(inside & in_range), INF)
+            min_area, match = areas.min(dim=1)
+            labels = gt.labels[match].clone()
+            labels[min_area == INF] = self.num_classes
+            match[min_area == INF] = -1
+            bbox_targets = distances[torch.arange(num_points, device=points.device), match.clamp(min=0)]
+        if self.norm_on_bbox:
+            bbox_targets = bbox_targets / strides[:, None]
+        is_pos = labels < self.num_classes
+        pos, neg = is_pos.nonzero().flatten(), (~is_pos).nonzero().flatten()
+        centerness = points.new_zeros(num_points)
+        centerness[pos] = self.centerness_target(bbox_targets[pos])
+        return DenseTargets(
+            labels=labels,
+            label_weights=points.new_ones(num_points),
+            bbox_targets=bbox_targets,
+            bbox_weights=is_pos[:, None].expand(-1, 4).to(points.dtype),
+            assigned_gt_inds=match + 1,
+            pos_inds=pos,
+            neg_inds=neg,
+            avg_factor=float(pos.numel()),
+            extras={"centerness": centerness},
+        )
 
     @staticmethod
     def centerness_target(bbox_targets: Tensor) -> Tensor:
@@ -159,58 +184,29 @@ class FCOSHead(AnchorFreeHead):
         return torch.sqrt(ratio)
 
     # -- losses -----------------------------------------------------------------------------
-    def loss_by_feat(
-        self,
-        cls_scores: Sequence[Tensor],
-        bbox_preds: Sequence[Tensor],
-        centernesses: Sequence[Tensor],
-        *,
-        batch: Batch,
+    def loss_from_targets(
+        self, outs: DenseOutputs, priors: DensePriors, targets: DenseTargets, batch: Batch
     ) -> dict[str, Tensor]:
         """Focal loss over all points (averaged over positives), IoU loss weighted by the centerness
         target (averaged over its sum) and centerness BCE over the positives."""
-        if batch.gt is None:
-            raise ValueError("FCOSHead.loss needs ground truth (batch.gt is None)")
-        featmap_sizes = [tuple(c.shape[-2:]) for c in cls_scores]
-        device, dtype = bbox_preds[0].device, bbox_preds[0].dtype
-        level_points = self.prior_generator.grid_priors(featmap_sizes, dtype=dtype, device=device)
-        points = torch.cat(level_points)
-        regress_ranges = torch.cat(
-            [points.new_tensor(r)[None].expand(len(p), 2) for r, p in zip(self.regress_ranges, level_points)]
-        )
-        point_strides = torch.cat([points.new_full((len(p),), float(s)) for s, p in zip(self.strides, level_points)])
+        assert outs.score_factors is not None
+        flat_cls = flatten_levels(outs.cls_scores, self.cls_out_channels).reshape(-1, self.cls_out_channels)
+        flat_reg = flatten_levels(outs.bbox_preds, 4).reshape(-1, 4)
+        flat_ctr = flatten_levels(outs.score_factors, 1).reshape(-1)
+        num_pos = max(targets.avg_factor, 1.0)
+        loss_cls = self.loss_cls(flat_cls, targets.labels, avg_factor=num_pos)
 
-        labels, bbox_targets = [], []
-        for gt in batch.gt:
-            image_labels, image_targets = self._targets_single(gt, points, regress_ranges, point_strides)
-            if self.norm_on_bbox:
-                image_targets = image_targets / point_strides[:, None]
-            labels.append(image_labels)
-            bbox_targets.append(image_targets)
-        num_images = len(batch.gt)
-        flat_labels = torch.cat(labels)
-        flat_targets = torch.cat(bbox_targets)
-        flat_points = points.repeat(num_images, 1)
-        flat_cls = torch.cat(
-            [c.permute(0, 2, 3, 1).reshape(num_images, -1, self.cls_out_channels) for c in cls_scores], 1
-        ).reshape(-1, self.cls_out_channels)
-        flat_reg = torch.cat([b.permute(0, 2, 3, 1).reshape(num_images, -1, 4) for b in bbox_preds], 1).reshape(-1, 4)
-        flat_ctr = torch.cat([c.permute(0, 2, 3, 1).reshape(num_images, -1) for c in centernesses], 1).reshape(-1)
-
-        pos = ((flat_labels >= 0) & (flat_labels < self.num_classes)).nonzero().flatten()
-        num_pos = max(float(pos.numel()), 1.0)
-        loss_cls = self.loss_cls(flat_cls, flat_labels, avg_factor=num_pos)
-
-        pos_reg, pos_ctr, pos_targets = flat_reg[pos], flat_ctr[pos], flat_targets[pos]
+        pos = targets.pos_inds
+        pos_reg, pos_ctr = flat_reg[pos], flat_ctr[pos]
         if pos.numel() == 0:
             # keep the graph connected so every parameter receives a (zero) gradient
             return {"loss_cls": loss_cls, "loss_bbox": pos_reg.sum(), "loss_centerness": pos_ctr.sum()}
-        ctr_targets = self.centerness_target(pos_targets)
+        ctr_targets = targets.extras["centerness"][pos]
         ctr_denorm = max(float(ctr_targets.sum().detach()), 1e-6)
-        pos_points = flat_points[pos]
+        pos_points = priors.flat.repeat(len(batch.metas), 1)[pos]
         loss_bbox = self.loss_bbox(
             self.bbox_coder.decode(pos_points, pos_reg),
-            self.bbox_coder.decode(pos_points, pos_targets),
+            self.bbox_coder.decode(pos_points, targets.bbox_targets[pos]),
             weight=ctr_targets,
             avg_factor=ctr_denorm,
         )

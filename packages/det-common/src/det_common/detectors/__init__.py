@@ -1,6 +1,6 @@
 """Whole detectors assembled from registered components."""
 
-from det_common.detectors.base import BaseDetector, fuse_conv_bn
+from det_common.detectors.base import BaseDetector
 from det_common.detectors.single_stage import SingleStageDetector
 
-__all__ = ["BaseDetector", "SingleStageDetector", "fuse_conv_bn"]
+__all__ = ["BaseDetector", "SingleStageDetector"]

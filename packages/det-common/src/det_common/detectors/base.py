@@ -1,72 +1,39 @@
-"""What every detcore detector shares: inference optimisation (conv-BN folding, channels-last layout)."""
+"""What every detcore detector shares: backbone and neck built once, feature extraction, inference
+optimisation (conv-BN folding, channels-last layout)."""
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
-from torch import Tensor, nn
-from torchvision.ops import FrozenBatchNorm2d
+from torch import Tensor
 
-from det_common.layers import ConvModule
+from det_common.layers import fuse_conv_bn
 from detcore.interfaces import Detector
-
-_FOLDABLE_NORMS = (nn.BatchNorm2d, FrozenBatchNorm2d)
-
-
-def _fold_into_conv(conv: nn.Conv2d, norm: nn.Module) -> None:
-    """Rewrite ``conv`` so that it computes ``norm(conv(x))`` with the norm's running statistics."""
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
-    with torch.no_grad():
-        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-        new_bias = (bias - norm.running_mean) * scale + norm.bias
-    conv.bias = nn.Parameter(new_bias.detach(), requires_grad=False)
-
-
-def _norm_follows_conv(parent: nn.Module) -> bool:
-    """Whether a norm registered after a conv in ``parent`` also runs right after it."""
-    if isinstance(parent, ConvModule):
-        order = list(parent.order)
-        return order.index("norm") == order.index("conv") + 1
-    return True
-
-
-def fuse_conv_bn(module: nn.Module) -> int:
-    """Fold every eval-mode BatchNorm / FrozenBatchNorm that directly follows a Conv2d into it, in place.
-
-    "Follows" means registered right after the conv in the same parent (as in ResNet blocks,
-    ``downsample`` Sequentials and ConvModule); the norm becomes ``nn.Identity``. Only for
-    inference: the folded model cannot be trained. Returns the number of folded norms.
-    """
-    folded = 0
-    for parent in module.modules():
-        if not _norm_follows_conv(parent):
-            continue
-        previous = None
-        for name, child in list(parent.named_children()):
-            is_eval_norm = isinstance(child, _FOLDABLE_NORMS) and not (
-                isinstance(child, nn.BatchNorm2d) and (child.training or child.running_mean is None)
-            )
-            if (
-                is_eval_norm
-                and type(previous) is nn.Conv2d
-                and previous.out_channels == child.weight.shape[0]
-            ):
-                _fold_into_conv(previous, child)
-                setattr(parent, name, nn.Identity())
-                folded += 1
-                previous = None
-                continue
-            previous = child
-    return folded
+from detcore.registry import build
 
 
 class BaseDetector(Detector):
     """Backbone (+ optional neck) feature extraction and ``optimize_for_inference``.
 
-    Subclasses set ``self.backbone`` and ``self.neck`` (None when there is no neck).
+    Builds ``self.backbone`` and ``self.neck`` (None without a neck) and keeps ``train_cfg`` /
+    ``test_cfg``; subclasses build their heads on top.
     """
 
     memory_format: torch.memory_format = torch.contiguous_format
+
+    def __init__(
+        self,
+        backbone: Mapping[str, Any],
+        neck: Mapping[str, Any] | None = None,
+        train_cfg: Mapping[str, Any] | None = None,
+        test_cfg: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = build("backbones", backbone)
+        self.neck = build("necks", neck) if neck is not None else None
+        self.train_cfg = dict(train_cfg or {})
+        self.test_cfg = dict(test_cfg or {})
 
     def extract_feat(self, images: Tensor) -> tuple[Tensor, ...]:
         """Backbone features, refined by the neck when there is one."""

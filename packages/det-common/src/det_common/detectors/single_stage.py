@@ -26,12 +26,8 @@ class SingleStageDetector(BaseDetector):
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.backbone = build("backbones", backbone)
-        self.neck = build("necks", neck) if neck is not None else None
+        super().__init__(backbone, neck, train_cfg, test_cfg)
         self.bbox_head = build("dense_heads", bbox_head, train_cfg=train_cfg, test_cfg=test_cfg)
-        self.train_cfg = dict(train_cfg or {})
-        self.test_cfg = dict(test_cfg or {})
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         return self.bbox_head.loss(self.extract_feat(batch.images), batch)
@@ -40,5 +36,5 @@ class SingleStageDetector(BaseDetector):
         return self.bbox_head.predict(self.extract_feat(batch.images), batch.metas, rescale=rescale)
 
     def forward_tensor(self, images: Tensor) -> Any:
-        """The head's raw per-level outputs (for export and parity checks)."""
-        return self.bbox_head(self.extract_feat(images))
+        """The head's raw per-level outputs as plain tuples of lists (for export and parity checks)."""
+        return self.bbox_head(self.extract_feat(images)).to_tuple()

@@ -30,13 +30,8 @@ class TwoStageDetector(BaseDetector):
         train_cfg: dict[str, Any] | None = None,
         test_cfg: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        train_cfg = dict(train_cfg or {})
-        test_cfg = dict(test_cfg or {})
-        self.train_cfg = train_cfg
-        self.test_cfg = test_cfg
-        self.backbone = build("backbones", backbone)
-        self.neck = build("necks", neck) if neck is not None else None
+        super().__init__(backbone, neck, train_cfg, test_cfg)
+        train_cfg, test_cfg = self.train_cfg, self.test_cfg
         self.rpn_head = None
         if rpn_head is not None:
             self.rpn_head = build(
@@ -90,4 +85,4 @@ class TwoStageDetector(BaseDetector):
         feats = self.extract_feat(images)
         if self.rpn_head is None:
             return feats
-        return feats, self.rpn_head(feats)
+        return feats, self.rpn_head(feats).to_tuple()

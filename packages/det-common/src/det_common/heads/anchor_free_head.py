@@ -7,7 +7,6 @@ from typing import Any, Mapping, Sequence
 from torch import Tensor, nn
 
 from det_common.layers import ConvModule, bias_init_with_prob, normal_init
-from detcore.registry import build
 
 from det_common.heads.base_dense_head import BaseDenseHead
 
@@ -18,6 +17,8 @@ _DEFAULT_CODER = {"type": "DistancePointBBoxCoder"}
 
 class AnchorFreeHead(BaseDenseHead):
     """Points instead of anchors: ``cls_convs`` / ``reg_convs`` towers, then ``conv_cls`` / ``conv_reg``.
+
+    Subclasses define how points become targets (``get_targets_single``: FCOS, FoveaBox, ...).
 
     ``conv_bias="auto"`` gives the tower convs a bias only without a norm (torchvision's FCOS
     keeps the bias under its GroupNorm: set True). ``point_offset`` places the points at
@@ -41,25 +42,16 @@ class AnchorFreeHead(BaseDenseHead):
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.feat_channels = feat_channels
         self.stacked_convs = stacked_convs
         self.strides = list(strides)
         self.conv_bias = conv_bias
         self.conv_cfg = conv_cfg
         self.norm_cfg = norm_cfg
-        self.use_sigmoid_cls = bool(loss_cls.get("use_sigmoid", False))
-        self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
-        self.prior_generator = build(
-            "prior_generators", {"type": "MlvlPointGenerator", "strides": self.strides, "offset": point_offset}
+        points = {"type": "MlvlPointGenerator", "strides": self.strides, "offset": point_offset}
+        super().__init__(
+            num_classes, in_channels, feat_channels, points, bbox_coder, loss_cls, loss_bbox,
+            train_cfg=train_cfg, test_cfg=test_cfg,
         )
-        self.bbox_coder = build("bbox_coders", bbox_coder)
-        self.loss_cls = build("losses", loss_cls)
-        self.loss_bbox = build("losses", loss_bbox)
-        self.train_cfg = dict(train_cfg or {})
-        self.test_cfg = dict(test_cfg or {})
         self._init_layers()
         self.init_weights()
 
@@ -93,8 +85,8 @@ class AnchorFreeHead(BaseDenseHead):
                 normal_init(module, std=0.01)
         normal_init(self.conv_cls, std=0.01, bias=bias_init_with_prob(0.01))
 
-    def forward_single(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(cls_score, bbox_pred, cls_feat, reg_feat) of one level; subclasses post-process bbox_pred."""
+    def tower_outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(cls_score, bbox_pred, cls_feat, reg_feat) of one level: subclasses branch off the tower features."""
         cls_feat = x
         for conv in self.cls_convs:
             cls_feat = conv(cls_feat)
@@ -103,10 +95,6 @@ class AnchorFreeHead(BaseDenseHead):
             reg_feat = conv(reg_feat)
         return self.conv_cls(cls_feat), self.conv_reg(reg_feat), cls_feat, reg_feat
 
-    def forward(self, feats: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        cls_scores, bbox_preds = [], []
-        for x in feats:
-            cls_score, bbox_pred, _, _ = self.forward_single(x)
-            cls_scores.append(cls_score)
-            bbox_preds.append(bbox_pred)
-        return cls_scores, bbox_preds
+    def forward_single(self, x: Tensor, level: int) -> tuple[Tensor, ...]:
+        """(cls_score (N, C, H, W), bbox_pred (N, 4, H, W)) of one level."""
+        return self.tower_outputs(x)[:2]

@@ -1,22 +1,18 @@
-"""AnchorHead: per-level classification and box-delta maps over anchors (MMDetection v2's AnchorHead)."""
+"""AnchorHead: per-level classification and box-delta maps over anchors (MMDetection's AnchorHead)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
 
+from det_common.heads.base_dense_head import BaseDenseHead
+from det_common.heads.dense_structures import DenseOutputs, DensePriors, DenseTargets
 from det_common.layers import normal_init
 from det_common.priors import anchor_inside_flags
-from detcore.interfaces import AssignResult, SamplingResult
 from detcore.registry import build
-from detcore.structures import Batch, ImageMeta, Instances
-
-from det_common.heads.base_dense_head import BaseDenseHead
-
-# Classification losses that weigh every anchor themselves, so no sampler is needed (MMDetection's list).
-SAMPLING_FREE_LOSSES = ("FocalLoss", "GHMC", "QualityFocalLoss", "VarifocalLoss")
+from detcore.structures import ImageMeta, Instances
 
 _DEFAULT_ANCHORS = {
     "type": "AnchorGenerator", "scales": [8, 16, 32], "ratios": [0.5, 1.0, 2.0], "strides": [4, 8, 16, 32, 64],
@@ -28,20 +24,15 @@ _DEFAULT_LOSS_CLS = {"type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weig
 _DEFAULT_LOSS_BBOX = {"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0}
 
 
-def component_name(cfg: Mapping[str, Any] | None) -> str:
-    """The bare ``type`` of a config table (without a ``dist::`` qualifier), or ""."""
-    if not isinstance(cfg, Mapping):
-        return type(cfg).__name__ if cfg is not None else ""
-    return str(cfg.get("type", "")).split("::")[-1]
-
-
 class AnchorHead(BaseDenseHead):
     """Anchor-based dense head: ``conv_cls`` / ``conv_reg`` 1x1 convs on every level.
 
-    Training assigns anchors to ground truth (``train_cfg.assigner``), samples them
-    (``train_cfg.sampler``, or all anchors for focal-style losses), and averages the
-    losses over the positives (plus negatives when sampling). Subclasses (RetinaHead,
-    RPNHead) replace ``_init_layers`` / ``forward_single``.
+    Training assigns the anchors inside the image (``train_cfg.allowed_border``) to ground truth
+    (``train_cfg.assigner``) and samples them (``train_cfg.sampler``) unless the classification loss
+    weighs every anchor itself (its ``needs_sampling`` is False, e.g. focal loss); losses are averaged
+    over the positives (at least 1 per image), plus the sampled negatives when sampling. Subclasses
+    (RetinaHead, RPNHead) replace ``_init_layers`` / ``forward_single``; heads whose levels have
+    different numbers of anchors per location (SSD) also give each level its own convs.
     """
 
     def __init__(
@@ -57,20 +48,11 @@ class AnchorHead(BaseDenseHead):
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.feat_channels = feat_channels
-        self.use_sigmoid_cls = bool(loss_cls.get("use_sigmoid", False))
-        self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
-        self.reg_decoded_bbox = reg_decoded_bbox
-        self.prior_generator = build("prior_generators", anchor_generator)
-        self.bbox_coder = build("bbox_coders", bbox_coder)
-        self.loss_cls = build("losses", loss_cls)
-        self.loss_bbox = build("losses", loss_bbox)
-        self.train_cfg = dict(train_cfg or {})
-        self.test_cfg = dict(test_cfg or {})
-        self.sampling = component_name(loss_cls) not in SAMPLING_FREE_LOSSES
+        super().__init__(
+            num_classes, in_channels, feat_channels, anchor_generator, bbox_coder, loss_cls, loss_bbox,
+            reg_decoded_bbox=reg_decoded_bbox, train_cfg=train_cfg, test_cfg=test_cfg,
+        )
+        self.sampling = bool(getattr(self.loss_cls, "needs_sampling", True))
         if train_cfg is not None:
             self.assigner = build("assigners", self.train_cfg["assigner"])
             sampler_cfg = self.train_cfg.get("sampler") if self.sampling else None
@@ -78,7 +60,7 @@ class AnchorHead(BaseDenseHead):
                 sampler_cfg = {"type": "PseudoSampler"}
                 self.sampling = False
             self.sampler = build("samplers", sampler_cfg)
-        # every level must have the same number of anchors per location (one conv serves all levels)
+        # anchors per location of the first level (the shared convs below serve every level)
         self.num_base_priors = self.prior_generator.num_base_priors[0]
         self._init_layers()
         self.init_weights()
@@ -94,122 +76,56 @@ class AnchorHead(BaseDenseHead):
             if isinstance(module, nn.Conv2d):
                 normal_init(module, std=0.01)
 
-    def forward_single(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_single(self, x: Tensor, level: int) -> tuple[Tensor, Tensor]:
         """(cls_score (N, A*C, H, W), bbox_pred (N, A*4, H, W)) of one level."""
         return self.conv_cls(x), self.conv_reg(x)
 
-    def forward(self, feats: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """Per-level classification scores and box deltas."""
-        cls_scores, bbox_preds = [], []
-        for x in feats:
-            cls_score, bbox_pred = self.forward_single(x)
-            cls_scores.append(cls_score)
-            bbox_preds.append(bbox_pred)
-        return cls_scores, bbox_preds
-
     # -- targets ----------------------------------------------------------------------------
-    def _target_labels(self, gt: Instances) -> Tensor:
+    def assignment_inputs(self, priors: DensePriors, outs: DenseOutputs, image: int, meta: ImageMeta) -> Instances:
+        """Priors and level ids plus ``valid``: anchors on the image (not its padding) within ``allowed_border``."""
+        pred = super().assignment_inputs(priors, outs, image, meta)
+        img_shape = tuple(meta.img_shape)
+        flags = torch.cat(self.prior_generator.valid_flags(outs.featmap_sizes, img_shape, device=pred.priors.device))
+        pred.valid = anchor_inside_flags(pred.priors, flags, img_shape, self.train_cfg.get("allowed_border", -1))
+        return pred
+
+    def target_labels(self, gt: Instances) -> Tensor:
         """Class of each ground truth used as the target (RPN overrides: all foreground 0)."""
         return gt.labels
 
-    def _targets_single(
-        self,
-        flat_anchors: Tensor,
-        valid_flags: Tensor,
-        num_level_anchors: list[int],
-        gt: Instances,
-        ignored: Instances | None,
-        meta: ImageMeta,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, SamplingResult]:
-        """Labels, label weights, box targets and box weights for every anchor of one image.
+    def get_targets_single(
+        self, pred: Instances, gt: Instances, ignored: Instances | None, meta: ImageMeta
+    ) -> DenseTargets:
+        """Assign and sample the valid anchors, then encode the positives' boxes; other anchors get weight 0."""
+        inside_inds = pred.valid.nonzero().flatten()
+        inside = pred[pred.valid]
+        inside.remove("valid")
+        assign_result = self.assigner.assign(inside, gt, ignored)
+        sampling = self.sampler.sample(assign_result, inside, gt)
 
-        Anchors outside the image (beyond ``allowed_border``) or in the padding get weight 0.
-        """
-        inside = anchor_inside_flags(
-            flat_anchors, valid_flags, tuple(meta.img_shape), self.train_cfg.get("allowed_border", -1)
-        )
-        anchors = flat_anchors[inside]
-        level_ids = torch.repeat_interleave(
-            torch.arange(len(num_level_anchors), device=inside.device),
-            torch.as_tensor(num_level_anchors, device=inside.device),
-        )
-        pred = Instances(tuple(meta.img_shape), priors=anchors, level_ids=level_ids[inside])
-        assign_result: AssignResult = self.assigner.assign(pred, gt, ignored)
-        sampling = self.sampler.sample(assign_result, pred, gt)
-
-        num_anchors = flat_anchors.shape[0]
-        labels = flat_anchors.new_full((num_anchors,), self.num_classes, dtype=torch.long)
-        label_weights = flat_anchors.new_zeros(num_anchors)
-        bbox_targets = flat_anchors.new_zeros((num_anchors, self.box_dim))
-        bbox_weights = flat_anchors.new_zeros((num_anchors, self.box_dim))
-        inside_inds = inside.nonzero().flatten()
+        priors = pred.priors
+        num_priors = priors.shape[0]
+        labels = priors.new_full((num_priors,), self.num_classes, dtype=torch.long)
+        label_weights = priors.new_zeros(num_priors)
+        bbox_targets = priors.new_zeros((num_priors, self.box_dim))
+        bbox_weights = priors.new_zeros((num_priors, self.box_dim))
+        assigned = torch.full((num_priors,), -1, dtype=torch.long, device=priors.device)
+        assigned[inside_inds] = assign_result.gt_inds.long()
         pos = inside_inds[sampling.pos_inds]
         neg = inside_inds[sampling.neg_inds]
         if pos.numel() > 0:
             if self.reg_decoded_bbox:
                 bbox_targets[pos] = sampling.pos_gt_boxes.to(bbox_targets.dtype)
             else:
-                bbox_targets[pos] = self.bbox_coder.encode(sampling.pos_priors, sampling.pos_gt_boxes).to(
-                    bbox_targets.dtype
-                )
+                encoded = self.bbox_coder.encode(sampling.pos_priors, sampling.pos_gt_boxes)
+                bbox_targets[pos] = encoded.to(bbox_targets.dtype)
             bbox_weights[pos] = 1.0
-            labels[pos] = self._target_labels(gt)[sampling.pos_assigned_gt_inds]
+            labels[pos] = self.target_labels(gt)[sampling.pos_assigned_gt_inds]
             pos_weight = self.train_cfg.get("pos_weight", -1)
             label_weights[pos] = 1.0 if pos_weight <= 0 else float(pos_weight)
         if neg.numel() > 0:
             label_weights[neg] = 1.0
-        return labels, label_weights, bbox_targets, bbox_weights, sampling
-
-    # -- losses -----------------------------------------------------------------------------
-    def loss_by_feat(self, cls_scores: Sequence[Tensor], bbox_preds: Sequence[Tensor], *, batch: Batch) -> dict[str, Tensor]:
-        """Classification and box losses over all levels and images.
-
-        The average factor is the number of positives (at least 1 per image, as in MMDetection
-        v2), plus the sampled negatives when a sampler is used.
-        """
-        if batch.gt is None:
-            raise ValueError(f"{type(self).__name__}.loss needs ground truth (batch.gt is None)")
-        featmap_sizes = [tuple(c.shape[-2:]) for c in cls_scores]
-        device, dtype = cls_scores[0].device, cls_scores[0].dtype
-        level_anchors = self.prior_generator.grid_priors(featmap_sizes, dtype=dtype, device=device)
-        num_level_anchors = [int(a.shape[0]) for a in level_anchors]
-        flat_anchors = torch.cat(level_anchors)
-        targets = []
-        num_pos = num_neg = 0
-        valid_by_shape: dict[tuple[int, ...], Tensor] = {}  # images of a batch mostly share one shape
-        for i, meta in enumerate(batch.metas):
-            img_shape = tuple(meta.img_shape)
-            if img_shape not in valid_by_shape:
-                level_flags = self.prior_generator.valid_flags(featmap_sizes, img_shape, device=device)
-                valid_by_shape[img_shape] = torch.cat(level_flags)
-            valid = valid_by_shape[img_shape]
-            ignored = batch.ignored[i] if batch.ignored is not None else None
-            *image_targets, sampling = self._targets_single(
-                flat_anchors, valid, num_level_anchors, batch.gt[i], ignored, meta
-            )
-            targets.append(image_targets)
-            num_pos += max(int(sampling.pos_inds.numel()), 1)
-            num_neg += int(sampling.neg_inds.numel())
-        labels, label_weights, bbox_targets, bbox_weights = (torch.stack(t) for t in zip(*targets))
-        avg_factor = float(num_pos + num_neg if self.sampling else num_pos)
-
-        num_images = len(batch.metas)
-        cls_flat = torch.cat(
-            [c.permute(0, 2, 3, 1).reshape(num_images, -1, self.cls_out_channels) for c in cls_scores], dim=1
+        avg_factor = max(pos.numel(), 1) + (neg.numel() if self.sampling else 0)
+        return DenseTargets(
+            labels, label_weights, bbox_targets, bbox_weights, assigned, pos, neg, avg_factor=float(avg_factor)
         )
-        reg_flat = torch.cat(
-            [b.permute(0, 2, 3, 1).reshape(num_images, -1, self.box_dim) for b in bbox_preds], dim=1
-        )
-        loss_cls = self.loss_cls(
-            cls_flat.reshape(-1, self.cls_out_channels), labels.reshape(-1), label_weights.reshape(-1),
-            avg_factor=avg_factor,
-        )
-        reg_flat = reg_flat.reshape(-1, self.box_dim)
-        if self.reg_decoded_bbox:
-            anchors = flat_anchors.repeat(num_images, 1)
-            reg_flat = self.bbox_coder.decode(anchors, reg_flat)
-        loss_bbox = self.loss_bbox(
-            reg_flat, bbox_targets.reshape(-1, self.box_dim), bbox_weights.reshape(-1, self.box_dim),
-            avg_factor=avg_factor,
-        )
-        return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}

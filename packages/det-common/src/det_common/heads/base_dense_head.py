@@ -1,4 +1,11 @@
-"""Inference shared by dense heads: per-level candidate selection, decoding, mapping back, class-wise NMS."""
+"""BaseDenseHead: the steps every dense head shares, each an overridable method.
+
+Training: ``forward`` -> ``DenseOutputs``; ``get_priors``; ``get_targets`` (per image
+``get_targets_single`` over ``assignment_inputs``) -> ``DenseTargets``; ``loss_from_targets``.
+Inference: ``get_priors``; per image and level ``level_scores`` and ``filter_scores_and_topk``;
+``decode``; ``nms_post_process`` (shared with the RPN and the RoI heads, see ``det_common.postprocess``).
+A new head (ATSS, GFL, PAA, VFNet, ...) overrides the one step it changes.
+"""
 
 from __future__ import annotations
 
@@ -8,172 +15,196 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from det_common.bbox import bbox_flip
-from detcore import ops
-from detcore.errors import ConfigError
+from det_common.heads.dense_structures import DenseOutputs, DensePriors, DenseTargets, flatten_levels
+from det_common.postprocess import DENSE_TEST_CFG, filter_scores_and_topk, map_boxes_back, nms_post_process
 from detcore.interfaces import DenseHead
+from detcore.registry import build
 from detcore.structures import Batch, ImageMeta, Instances
 
-# MMDetection v2's dense-head test settings (RetinaNet, FCOS, ...).
-DEFAULT_TEST_CFG: dict[str, Any] = {
-    "nms_pre": 1000,
-    "min_bbox_size": 0,
-    "score_thr": 0.05,
-    "nms": {"type": "nms", "iou_threshold": 0.5},
-    "max_per_img": 100,
-}
-
-
-def filter_scores_and_topk(scores: Tensor, score_thr: float, topk: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Keep (prior, class) pairs of ``scores`` (P, C) above ``score_thr``, then the ``topk`` best.
-
-    Returns (scores, labels, prior indices) sorted by decreasing score; ``topk <= 0`` keeps all.
-    """
-    valid = scores > score_thr
-    kept_scores = scores[valid]
-    pairs = valid.nonzero()
-    num = kept_scores.numel() if topk <= 0 else min(topk, kept_scores.numel())
-    kept_scores, order = kept_scores.topk(num)
-    pairs = pairs[order]
-    return kept_scores, pairs[:, 1], pairs[:, 0]
-
-
-def batched_nms_cfg(boxes: Tensor, scores: Tensor, labels: Tensor, nms_cfg: Mapping[str, Any]) -> Tensor:
-    """Indices kept by NMS configured as ``{type = "nms", iou_threshold, class_agnostic = false}``."""
-    nms_type = nms_cfg.get("type", "nms")
-    if nms_type != "nms":
-        raise ConfigError(f"Dense heads support nms type 'nms' only, got {nms_type!r} in {dict(nms_cfg)!r}.")
-    iou_threshold = float(nms_cfg.get("iou_threshold", 0.5))
-    if nms_cfg.get("class_agnostic", False):
-        return ops.nms(boxes, scores, iou_threshold)
-    return ops.batched_nms(boxes, scores, labels, iou_threshold)
-
-
-def map_boxes_back(boxes: Tensor, meta: ImageMeta) -> Tensor:
-    """Boxes in network-input pixels -> original-image pixels (undo flip, then divide by scale_factor)."""
-    if meta.flip:
-        boxes = bbox_flip(boxes, meta.img_shape, meta.flip_direction or "horizontal")
-    w_scale, h_scale = meta.scale_factor
-    return boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
+__all__ = ["BaseDenseHead", "filter_scores_and_topk", "map_boxes_back"]
 
 
 class BaseDenseHead(DenseHead):
-    """A dense head whose ``forward`` returns per-level (cls_scores, bbox_preds[, score_factors]).
+    """A head predicting classes and boxes at every prior of every feature level.
 
-    Subclasses set ``prior_generator``, ``bbox_coder``, ``num_classes``, ``use_sigmoid_cls``,
-    ``test_cfg`` and implement ``forward`` and ``loss_by_feat``.
+    Builds ``prior_generator``, ``bbox_coder``, ``loss_cls`` and ``loss_bbox`` from their configs;
+    a sigmoid classifier (``loss_cls.use_sigmoid``) has ``num_classes`` outputs, a softmax one a
+    background column more. ``reg_decoded_bbox`` applies ``loss_bbox`` to decoded boxes (IoU losses).
+    Subclasses build their layers in ``_init_layers`` and return per-level
+    ``(cls_score, bbox_pred[, score_factor])`` from ``forward_single``.
     """
 
-    num_classes: int
-    use_sigmoid_cls: bool = True
     #: values regressed per prior (4: deltas or distances)
     box_dim: int = 4
-    test_cfg: dict[str, Any]
+    #: NMS runs within each "label" (detections) or each "level" (RPN proposals)
+    nms_groups: str = "label"
+    #: test settings a config's ``test_cfg`` is laid over
+    default_test_cfg: Mapping[str, Any] = DENSE_TEST_CFG
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        feat_channels: int,
+        prior_generator: Mapping[str, Any],
+        bbox_coder: Mapping[str, Any],
+        loss_cls: Mapping[str, Any],
+        loss_bbox: Mapping[str, Any],
+        reg_decoded_bbox: bool = False,
+        train_cfg: Mapping[str, Any] | None = None,
+        test_cfg: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.feat_channels = feat_channels
+        self.prior_generator = build("prior_generators", prior_generator)
+        self.bbox_coder = build("bbox_coders", bbox_coder)
+        self.loss_cls = build("losses", loss_cls)
+        self.loss_bbox = build("losses", loss_bbox)
+        self.use_sigmoid_cls = bool(getattr(self.loss_cls, "use_sigmoid", False))
+        self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
+        self.reg_decoded_bbox = reg_decoded_bbox
+        self.train_cfg = dict(train_cfg or {})
+        self.test_cfg = {**self.default_test_cfg, **dict(test_cfg or {})}
+
+    # -- forward ----------------------------------------------------------------------------
+    @abstractmethod
+    def _init_layers(self) -> None:
+        """Build the head's layers (called by subclasses' ``__init__``)."""
+
+    @abstractmethod
+    def forward_single(self, x: Tensor, level: int) -> tuple[Tensor, ...]:
+        """(cls_score, bbox_pred[, score_factor]) maps of one level."""
+
+    def forward(self, feats: Sequence[Tensor]) -> DenseOutputs:
+        """Every level through ``forward_single``, gathered by name."""
+        per_level = [self.forward_single(x, level) for level, x in enumerate(feats)]
+        cls_scores, bbox_preds, *rest = (list(maps) for maps in zip(*per_level))
+        return DenseOutputs(cls_scores, bbox_preds, rest[0] if rest else None)
+
+    def get_priors(self, outs: DenseOutputs) -> DensePriors:
+        """The priors of every level, for the feature-map sizes of ``outs``."""
+        first = outs.cls_scores[0]
+        return DensePriors(self.prior_generator.grid_priors(outs.featmap_sizes, dtype=first.dtype, device=first.device))
 
     # -- training ---------------------------------------------------------------------------
     def loss(self, feats: Sequence[Tensor], batch: Batch) -> dict[str, Tensor]:
-        return self.loss_by_feat(*self(feats), batch=batch)
+        return self.loss_by_feat(self(feats), batch)
 
     def loss_and_predict(
         self, feats: Sequence[Tensor], batch: Batch, rescale: bool = False
     ) -> tuple[dict[str, Tensor], list[Instances]]:
         """One forward pass for both the losses and the (detached) predictions."""
         outs = self(feats)
-        losses = self.loss_by_feat(*outs, batch=batch)
-        return losses, self.predict_by_feat(*outs, metas=batch.metas, rescale=rescale)
+        return self.loss_by_feat(outs, batch), self.predict_by_feat(outs, batch.metas, rescale=rescale)
+
+    def loss_by_feat(self, outs: DenseOutputs, batch: Batch) -> dict[str, Tensor]:
+        """Priors -> targets -> losses."""
+        if batch.gt is None:
+            raise ValueError(f"{type(self).__name__}.loss needs ground truth (batch.gt is None)")
+        priors = self.get_priors(outs)
+        targets = self.get_targets(priors, outs, batch)
+        return self.loss_from_targets(outs, priors, targets, batch)
+
+    def get_targets(self, priors: DensePriors, outs: DenseOutputs, batch: Batch) -> DenseTargets:
+        """The targets of every image (``get_targets_single``), concatenated over the batch."""
+        assert batch.gt is not None
+        per_image = []
+        for i, meta in enumerate(batch.metas):
+            pred = self.assignment_inputs(priors, outs, i, meta)
+            ignored = batch.ignored[i] if batch.ignored is not None else None
+            per_image.append(self.get_targets_single(pred, batch.gt[i], ignored, meta))
+        return DenseTargets.cat(per_image)
+
+    def assignment_inputs(self, priors: DensePriors, outs: DenseOutputs, image: int, meta: ImageMeta) -> Instances:
+        """What the assigner sees of one image: ``priors`` and ``level_ids``; prediction-aware heads
+        (PAA, FreeAnchor, ...) add the decoded ``boxes`` and ``scores`` of ``outs``."""
+        return Instances(tuple(meta.img_shape), priors=priors.flat, level_ids=priors.level_ids)
 
     @abstractmethod
-    def loss_by_feat(self, *outs: Any, batch: Batch) -> dict[str, Tensor]:
-        """Losses from the raw per-level outputs of ``forward``."""
+    def get_targets_single(
+        self, pred: Instances, gt: Instances, ignored: Instances | None, meta: ImageMeta
+    ) -> DenseTargets:
+        """Targets of every prior of one image."""
+
+    def loss_from_targets(
+        self, outs: DenseOutputs, priors: DensePriors, targets: DenseTargets, batch: Batch
+    ) -> dict[str, Tensor]:
+        """Classification loss over every weighted prior and box loss over the positives, both averaged
+        by ``targets.avg_factor``."""
+        cls = flatten_levels(outs.cls_scores, self.cls_out_channels).reshape(-1, self.cls_out_channels)
+        reg = flatten_levels(outs.bbox_preds, self.box_dim).reshape(-1, self.box_dim)
+        loss_cls = self.loss_cls(cls, targets.labels, targets.label_weights, avg_factor=targets.avg_factor)
+        if self.reg_decoded_bbox:
+            reg = self.bbox_coder.decode(priors.flat.repeat(len(batch.metas), 1), reg)
+        loss_bbox = self.loss_bbox(reg, targets.bbox_targets, targets.bbox_weights, avg_factor=targets.avg_factor)
+        return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}
 
     # -- inference --------------------------------------------------------------------------
-    def predict(
-        self, feats: Sequence[Tensor], metas: Sequence[ImageMeta], rescale: bool = True
-    ) -> list[Instances]:
-        return self.predict_by_feat(*self(feats), metas=metas, rescale=rescale)
+    def predict(self, feats: Sequence[Tensor], metas: Sequence[ImageMeta], rescale: bool = True) -> list[Instances]:
+        return self.predict_by_feat(self(feats), metas, rescale=rescale)
+
+    def predict_cfg(self, cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The test settings in force: ``test_cfg`` with ``cfg`` laid over it."""
+        return {**self.test_cfg, **dict(cfg or {})}
 
     def predict_by_feat(
         self,
-        cls_scores: Sequence[Tensor],
-        bbox_preds: Sequence[Tensor],
-        score_factors: Sequence[Tensor] | None = None,
-        *,
+        outs: DenseOutputs,
         metas: Sequence[ImageMeta],
         rescale: bool = True,
         cfg: Mapping[str, Any] | None = None,
     ) -> list[Instances]:
-        """Detections per image from per-level maps (N, C*A, H, W), (N, 4*A, H, W), (N, A, H, W)."""
-        cfg = {**DEFAULT_TEST_CFG, **(self.test_cfg or {}), **(cfg or {})}
-        featmap_sizes = [tuple(c.shape[-2:]) for c in cls_scores]
-        priors = self.prior_generator.grid_priors(
-            featmap_sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device
-        )
-        results = []
-        for i, meta in enumerate(metas):
-            factors = None if score_factors is None else [s[i].detach() for s in score_factors]
-            results.append(
-                self._predict_single(
-                    [c[i].detach() for c in cls_scores],
-                    [b[i].detach() for b in bbox_preds],
-                    factors,
-                    priors,
-                    meta,
-                    rescale,
-                    cfg,
-                )
-            )
-        return results
+        """Detections of every image from the raw outputs."""
+        cfg = self.predict_cfg(cfg)
+        priors = self.get_priors(outs)
+        return [self.predict_single(outs, priors, i, meta, rescale, cfg) for i, meta in enumerate(metas)]
 
-    def _level_scores(self, cls_logits: Tensor, factor_logits: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def level_scores(self, cls_logits: Tensor, factor_logits: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """(P, C) scores to rank candidates by, and an optional (P,) factor multiplied in before NMS."""
         scores = cls_logits.sigmoid() if self.use_sigmoid_cls else cls_logits.softmax(-1)[:, :-1]
         return scores, None if factor_logits is None else factor_logits.sigmoid()
 
-    def _decode(self, priors: Tensor, deltas: Tensor, max_shape: tuple[int, int]) -> Tensor:
+    def decode(self, priors: Tensor, deltas: Tensor, max_shape: tuple[int, int]) -> Tensor:
+        """Boxes (P, 4) from priors and regressed values, clipped to ``max_shape``."""
         return self.bbox_coder.decode(priors, deltas, max_shape=max_shape)
 
-    def _predict_single(
+    def predict_single(
         self,
-        cls_scores: list[Tensor],
-        bbox_preds: list[Tensor],
-        score_factors: list[Tensor] | None,
-        priors: list[Tensor],
+        outs: DenseOutputs,
+        priors: DensePriors,
+        image: int,
         meta: ImageMeta,
         rescale: bool,
         cfg: Mapping[str, Any],
     ) -> Instances:
-        img_shape = tuple(meta.img_shape)
-        all_boxes, all_scores, all_labels, all_factors = [], [], [], []
-        for level, (cls_score, bbox_pred) in enumerate(zip(cls_scores, bbox_preds)):
-            num_channels = cls_score.shape[0] // (bbox_pred.shape[0] // self.box_dim)
-            logits = cls_score.permute(1, 2, 0).reshape(-1, num_channels)
-            deltas = bbox_pred.permute(1, 2, 0).reshape(-1, self.box_dim)
+        """Per level the ``nms_pre`` best (prior, class) pairs above ``score_thr``, decoded, then ``nms_post_process``."""
+        kept_priors, kept_deltas, kept_scores, kept_labels, kept_factors, kept_levels = [], [], [], [], [], []
+        for level, level_priors in enumerate(priors.per_level):
+            logits = outs.cls_scores[level][image].detach().permute(1, 2, 0).reshape(-1, self.cls_out_channels)
+            deltas = outs.bbox_preds[level][image].detach().permute(1, 2, 0).reshape(-1, self.box_dim)
             factor_logits = None
-            if score_factors is not None:
-                factor_logits = score_factors[level].permute(1, 2, 0).reshape(-1)
-            scores, factors = self._level_scores(logits, factor_logits)
-            scores, labels, keep = filter_scores_and_topk(scores, cfg["score_thr"], cfg["nms_pre"])
-            if keep.numel() == 0:
-                all_boxes.append(deltas.new_zeros((0, 4)))
-            else:
-                all_boxes.append(self._decode(priors[level][keep], deltas[keep], img_shape))
-            all_scores.append(scores)
-            all_labels.append(labels)
+            if outs.score_factors is not None:
+                factor_logits = outs.score_factors[level][image].detach().permute(1, 2, 0).reshape(-1)
+            scores, factors = self.level_scores(logits, factor_logits)
+            scores, labels, keep = filter_scores_and_topk(scores, cfg.get("score_thr"), cfg.get("nms_pre", -1))
+            kept_priors.append(level_priors[keep])
+            kept_deltas.append(deltas[keep])
+            kept_scores.append(scores)
+            kept_labels.append(labels)
+            kept_levels.append(torch.full_like(labels, level))
             if factors is not None:
-                all_factors.append(factors[keep])
-        boxes = torch.cat(all_boxes)
-        scores = torch.cat(all_scores)
-        labels = torch.cat(all_labels)
-        if all_factors:
-            scores = scores * torch.cat(all_factors)
-        if cfg.get("min_bbox_size", 0) > 0:
-            wh = boxes[:, 2:] - boxes[:, :2]
-            big = (wh > cfg["min_bbox_size"]).all(dim=1)
-            boxes, scores, labels = boxes[big], scores[big], labels[big]
-        if rescale:
-            boxes = map_boxes_back(boxes, meta)
-        if boxes.numel() > 0:
-            keep = batched_nms_cfg(boxes, scores, labels, cfg["nms"])[: cfg["max_per_img"]]
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        image_size = tuple(meta.ori_shape) if rescale else img_shape
-        return Instances(image_size, boxes=boxes, scores=scores, labels=labels)
+                kept_factors.append(factors[keep])
+        boxes = self.decode(torch.cat(kept_priors), torch.cat(kept_deltas), tuple(meta.img_shape))
+        result, _ = nms_post_process(
+            boxes,
+            torch.cat(kept_scores),
+            torch.cat(kept_labels),
+            cfg,
+            score_factors=torch.cat(kept_factors) if kept_factors else None,
+            groups=torch.cat(kept_levels) if self.nms_groups == "level" else None,
+            meta=meta,
+            rescale=rescale,
+        )
+        return result

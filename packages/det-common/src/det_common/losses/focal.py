@@ -25,8 +25,12 @@ class FocalLoss(Loss):
     """alpha_t * (1 - p_t)^gamma * BCE of logits (N, C) against labels (N,) in [0, C] (C = background)
     via ``detcore.ops.sigmoid_focal_loss``, or against float targets shaped like ``pred``.
 
-    ``weight`` is (N,) per prior or (N, C) per element.
+    ``weight`` is (N,) per prior or (N, C) per element. It weighs every prior itself, so dense heads
+    using it sample no anchors (``needs_sampling``).
     """
+
+    #: read by dense heads: False means every prior is weighed, no sampler is used
+    needs_sampling = False
 
     def __init__(self, use_sigmoid: bool = True, gamma: float = 2.0, alpha: float = 0.25, reduction: str = "mean",
                  loss_weight: float = 1.0) -> None:

@@ -69,7 +69,7 @@ class RetinaHead(AnchorHead):
         super().init_weights()
         normal_init(self.retina_cls, std=0.01, bias=bias_init_with_prob(self.prior_prob))
 
-    def forward_single(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_single(self, x: Tensor, level: int) -> tuple[Tensor, Tensor]:
         cls_feat = x
         for conv in self.cls_convs:
             cls_feat = conv(cls_feat)
