@@ -50,6 +50,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     onnx.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     onnx.set_defaults(handler=export_onnx_command)
 
+    ana = subparsers.add_parser(
+        "analyze-results", help="COCO error analysis (C75, C50, Loc, Sim, Oth, BG, FN) per class, as PNG plots",
+        description="Stacked precision-recall areas per class and over all classes, per object size: C75 / C50 "
+        "(IoU .75 / .5), Loc (IoU .1), Sim (supercategory confusions forgiven), Oth (all class confusions "
+        "forgiven), BG (background false positives forgiven), FN (missed objects forgiven).")
+    ana.add_argument("result_file", type=Path,
+                     help="COCO results JSON, e.g. WORK_DIR/results.bbox.json from detcore test --format-only")
+    ana.add_argument("ann_file", type=Path, help="COCO annotation JSON of the same images")
+    ana.add_argument("--out-dir", type=Path, required=True)
+    ana.add_argument("--type", dest="iou_type", choices=["bbox", "segm"], default="bbox")
+    ana.add_argument("--areas", nargs="+", choices=["all", "small", "medium", "large"],
+                     default=["all", "small", "medium", "large"])
+    ana.set_defaults(handler=analyze_results_command)
+
 
 def publish_model_command(args: argparse.Namespace) -> int:
     from detcore.tools.publish import publish_model
@@ -111,4 +125,16 @@ def export_onnx_command(args: argparse.Namespace) -> int:
         score_diff = float((ours.scores[:n] - theirs.scores[:n]).abs().max()) if n else 0.0
         print(json.dumps({"detections": [len(ours), len(theirs)], "max_box_diff": box_diff,
                           "max_score_diff": score_diff}))
+    return 0
+
+
+def analyze_results_command(args: argparse.Namespace) -> int:
+    from detcore.tools.error_analysis import BUCKETS, analyze_results
+
+    summary = analyze_results(args.result_file, args.ann_file, args.out_dir, args.iou_type, tuple(args.areas))
+    area = args.areas[0]
+    print(f"{'class':<24}" + "".join(f"{b:>8}" for b in BUCKETS) + f"   (area {area})")
+    for name, per_area in summary.items():
+        print(f"{name:<24}" + "".join(f"{per_area[area][b]:>8.3f}" for b in BUCKETS))
+    print(f"wrote plots and summary.json to {args.out_dir / args.iou_type}")
     return 0
