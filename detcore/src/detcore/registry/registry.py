@@ -18,6 +18,7 @@ from detcore.errors import (
 )
 from detcore.registry.discovery import EntryPointRecord, normalize_dist, scan_entry_points
 from detcore.registry.kinds import GROUP_PREFIX, KIND_DESCRIPTIONS, kind_of_group
+from detcore.registry.preferences import ENV_VAR, preferred_distribution
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,14 +137,30 @@ def resolve(kind: str, name: str) -> ComponentSpec:
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
-        listing = "; ".join(f"{s.distribution} {s.version} ({s.target})" for s in candidates)
-        first = candidates[0].distribution
-        raise DuplicateComponentError(
-            f"{kind}:{name} is registered by more than one distribution: {listing}. "
-            f"Choose one explicitly in the config, e.g. type = \"{first}{QUALIFIER}{name}\", "
-            f"or uninstall the one you do not want."
-        )
+        return _preferred(kind, name, candidates)
     raise UnknownComponentError(_unknown_message(kind, name, dist_filter))
+
+
+def _preferred(kind: str, name: str, candidates: list[ComponentSpec]) -> ComponentSpec:
+    """The candidate the user's stated preference names (see detcore.registry.preferences)."""
+    listing = "; ".join(f"{s.distribution} {s.version} ({s.target})" for s in candidates)
+    preference = preferred_distribution(kind, name)
+    if preference is not None:
+        dist, source = preference
+        chosen = [s for s in candidates if normalize_dist(s.distribution) == normalize_dist(dist)]
+        if chosen:
+            return chosen[0]
+        raise DuplicateComponentError(
+            f"{kind}:{name} is registered by more than one distribution ({listing}) and the preference in {source} "
+            f"names {dist!r}, which is not one of them. Correct the preference "
+            f"(detcore config prefer {kind}:{name} DISTRIBUTION)."
+        )
+    first = candidates[0].distribution
+    raise DuplicateComponentError(
+        f"{kind}:{name} is registered by more than one distribution: {listing}. Choose one once for every "
+        f"config with `detcore config prefer {kind}:{name} {first}` (or {ENV_VAR}=\"{kind}:{name}={first}\"), "
+        f"or in one config with type = \"{first}{QUALIFIER}{name}\", or uninstall the one you do not want."
+    )
 
 
 def _unknown_message(kind: str, name: str, dist_filter: str | None) -> str:

@@ -37,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_set_option(show)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     show.set_defaults(handler=config_show)
+    prefer = sub.add_parser(
+        "prefer", help="choose once which distribution's component a name means when several register it",
+        description="Write the choice to the user preferences file (see `detcore env` for conflicts); the "
+        "environment variable DETCORE_PREFER=\"kind:Name=dist,...\" does the same for one shell.",
+    )
+    prefer.add_argument("name", metavar="[KIND:]NAME", help="e.g. necks:FPN (without KIND: for every kind)")
+    prefer.add_argument("distribution", help="the distribution to use, e.g. det-common")
+    prefer.set_defaults(handler=config_prefer)
 
 
 def component_rows(kind: str | None, check: bool) -> list[dict]:
@@ -119,6 +127,24 @@ def config_show(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, overrides=args.set)
     print(cfg.to_json() if args.json else cfg.dump(), end="" if not args.json else "\n")
+    return 0
+
+
+def config_prefer(args: argparse.Namespace) -> int:
+    from detcore.errors import ConfigError
+    from detcore.registry import components
+    from detcore.registry.discovery import normalize_dist
+    from detcore.registry.preferences import save_preference
+
+    kind, _, name = args.name.rpartition(":")
+    specs = [s for s in components(kind or None) if s.name == name]
+    if not specs:
+        raise ConfigError(f"no installed component is called {args.name!r}; see `detcore list-components`")
+    if not any(normalize_dist(s.distribution) == normalize_dist(args.distribution) for s in specs):
+        offered = ", ".join(sorted({s.distribution for s in specs}))
+        raise ConfigError(f"{args.name} is not registered by {args.distribution!r}; it is registered by {offered}")
+    path = save_preference(args.name, args.distribution)
+    print(f"{args.name} now means the component of {args.distribution} (saved in {path})")
     return 0
 
 

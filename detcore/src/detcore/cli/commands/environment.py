@@ -27,6 +27,7 @@ def collect_env() -> dict:
     for record in scan_entry_points():
         dists.setdefault(record.distribution, record.version)
     pm = get_plugin_manager()
+    conflicts, broken = component_problems()
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -43,7 +44,37 @@ def collect_env() -> dict:
         "ops": ops.backend_table(),
         "broken_op_backends": ops.broken_backends(),
         "checks": pm.env_checks(),
+        "component_conflicts": conflicts,
+        "broken_components": broken,
     }
+
+
+def component_problems() -> tuple[list[dict], list[dict]]:
+    """Names several distributions register (with the preference that settles each, if any) and
+    components whose module fails to import (with the error)."""
+    from detcore.errors import DetcoreError
+    from detcore.registry import components, duplicates
+    from detcore.registry.preferences import preferred_distribution
+
+    conflicts = []
+    for (kind, name), specs in sorted(duplicates().items()):
+        try:
+            preference = preferred_distribution(kind, name)
+        except DetcoreError as exc:
+            preference = (f"(unreadable preference: {exc})", "")
+        conflicts.append({
+            "kind": kind, "name": name, "distributions": [s.distribution for s in specs],
+            "preferred": preference[0] if preference else None, "preferred_in": preference[1] if preference else None,
+        })
+    broken = []
+    for spec in components():
+        try:
+            spec.load()
+        except Exception as exc:  # report every broken component, keep going
+            cause = exc.__cause__ or exc
+            broken.append({"kind": spec.kind, "name": spec.name, "distribution": spec.distribution,
+                           "error": f"{type(cause).__name__}: {cause}"})
+    return conflicts, broken
 
 
 def show_env(args: argparse.Namespace) -> int:
@@ -66,6 +97,18 @@ def show_env(args: argparse.Namespace) -> int:
         print(f"  {row['op']:34s} {row['device']:5s} {row['backend']} {row.get('status', '')}")
     for b in info["broken_op_backends"]:
         print(f"  broken backend {b}")
+    print("\ncomponent conflicts (one name, several distributions)")
+    for c in info["component_conflicts"]:
+        chosen = (f"-> {c['preferred']} (preference in {c['preferred_in']})" if c["preferred"]
+                  else f"-> none chosen: detcore config prefer {c['kind']}:{c['name']} DIST, or type = \"DIST::{c['name']}\"")
+        print(f"  {c['kind']}:{c['name']:24s} {', '.join(c['distributions'])} {chosen}")
+    if not info["component_conflicts"]:
+        print("  (none)")
+    print("\nbroken components (fail to import)")
+    for b in info["broken_components"]:
+        print(f"  {b['kind']}:{b['name']} from {b['distribution']}: {b['error']}")
+    if not info["broken_components"]:
+        print("  (none)")
     if info["checks"]:
         print("\nchecks")
         for c in info["checks"]:
