@@ -93,7 +93,7 @@ def output_names(images: list[Path]) -> dict[Path, Path]:
     counts: dict[Path, int] = {}
     for name in plain:
         counts[name] = counts.get(name, 0) + 1
-    return {image: (name if counts[name] == 1 else rel.with_name(rel.name + ".png"))
+    return {image: (name if counts[name] == 1 or rel == name else rel.with_name(rel.name + ".png"))
             for image, rel, name in zip(images, relative, plain)}
 
 
