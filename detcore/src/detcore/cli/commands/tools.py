@@ -64,6 +64,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      default=["all", "small", "medium", "large"])
     ana.set_defaults(handler=analyze_results_command)
 
+    rob = subparsers.add_parser(
+        "test-robustness", help="accuracy under the 15 ImageNet-C corruptions: table, mPC, rPC and a JSON",
+        description="Evaluates the checkpoint on the config's test data clean and under each corruption and "
+        "severity (a Corrupt step after image loading). mPC = mean over corruptions and severities >= 1 of the "
+        "metric; rPC = mPC / clean metric (Michaelis et al., 2019).")
+    rob.add_argument("config")
+    rob.add_argument("checkpoint", type=Path)
+    rob.add_argument("--corruptions", nargs="+", default=["benchmark"], metavar="NAME",
+                     help="corruption names or groups: benchmark (all 15), noise, blur, weather, digital")
+    rob.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="S",
+                     help="severities 1..5 (clean is always evaluated)")
+    rob.add_argument("--metric-key", help="result key to report (default: bbox_mAP, else mAP, else segm_mAP)")
+    rob.add_argument("--metrics", nargs="+", help="evaluation metrics, e.g. bbox segm (COCO) or mAP (VOC)")
+    rob.add_argument("--out", type=Path, help="JSON file (default: WORK_DIR/robustness.json)")
+    rob.add_argument("--work-dir", type=Path, default=Path("work_dirs/robustness"))
+    rob.add_argument("--seed", type=int, default=0, help="seed of the corruptions' randomness")
+    rob.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    rob.set_defaults(handler=test_robustness_command)
+
 
 def publish_model_command(args: argparse.Namespace) -> int:
     from detcore.tools.publish import publish_model
@@ -137,4 +156,25 @@ def analyze_results_command(args: argparse.Namespace) -> int:
     for name, per_area in summary.items():
         print(f"{name:<24}" + "".join(f"{per_area[area][b]:>8.3f}" for b in BUCKETS))
     print(f"wrote plots and summary.json to {args.out_dir / args.iou_type}")
+    return 0
+
+
+def test_robustness_command(args: argparse.Namespace) -> int:
+    from detcore.config import load_config
+    from detcore.data.corruptions import GROUPS
+    from detcore.tools.robustness import run_robustness
+
+    cfg = load_config(args.config, args.set)
+    if args.metrics:
+        cfg["evaluation"] = {**dict(cfg.get("evaluation") or {}), "metric": list(args.metrics)}
+    corruptions: list[str] = []
+    for name in args.corruptions:
+        for item in GROUPS.get(name, (name,)):
+            if item not in corruptions:
+                corruptions.append(item)
+    out = args.out or args.work_dir / "robustness.json"
+    report = run_robustness(cfg, args.checkpoint, corruptions, args.severities, args.work_dir,
+                            metric_key=args.metric_key, seed=args.seed, out_json=out)
+    print(report.table())
+    print(f"wrote {out}")
     return 0
