@@ -158,13 +158,51 @@ def load_fixture_model(config: str | Mapping[str, Any], fixture: MMDetFixture) -
     return model.eval()
 
 
-def fixture_detections(config: str | Mapping[str, Any], fixture: MMDetFixture) -> Instances:
-    """detcore's detections on the fixture image: its weights loaded through ``config``, run in inference mode."""
+def load_fixture(folder: str | Path) -> tuple[MMDetFixture, nn.Module]:
+    """The fixture in ``folder`` and, through detcore's config of the folder's name, the detector with its weights."""
+    fixture = MMDetFixture(folder)
+    return fixture, load_fixture_model(fixture.name, fixture)
+
+
+def fixture_detections(config: str | Mapping[str, Any] | nn.Module, fixture: MMDetFixture) -> Instances:
+    """detcore's detections on the fixture image: its weights loaded through ``config`` (or a model already
+    loaded by ``load_fixture_model``), run in inference mode."""
     from detcore.apis import inference_detector
 
-    model = load_fixture_model(config, fixture)
+    model = config if isinstance(config, nn.Module) else load_fixture_model(config, fixture)
     with torch.inference_mode():
         return inference_detector(model, fixture.image())
+
+
+def fixture_losses(model: nn.Module, fixture: MMDetFixture) -> dict[str, float]:
+    """detcore's losses on the fixture's ground truth, computed as the fixtures were: the model in training
+    mode (heads such as FCOS with ``norm_on_bbox`` regress in strides then) with every norm and dropout in eval."""
+    batch = fixture_batch(model, fixture)
+    was_training = model.training
+    model.train()
+    for module in model.modules():
+        if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.Dropout)):
+            module.eval()
+    try:
+        with torch.no_grad():
+            return {name: float(value) for name, value in model.loss(batch).items()}
+    finally:
+        model.train(was_training)
+
+
+def loss_mismatches(model: nn.Module, fixture: MMDetFixture, rel_tol: float = 1e-4) -> dict[str, tuple[float, float]]:
+    """``{name: (ours, mmdet's)}`` for every loss of ours not within ``rel_tol`` of the fixture's (per-level
+    entries summed; a name mmdet lacks counts as a mismatch). The fixture's losses must be deterministic."""
+    reference, deterministic = fixture.losses()
+    if not deterministic:
+        raise ValueError(f"fixture {fixture.name}: mmdet's losses sample at random, they cannot be compared")
+    reference = summed_losses(reference)
+    ours = fixture_losses(model, fixture)
+    return {
+        name: (value, reference.get(name, float("nan")))
+        for name, value in ours.items()
+        if not abs(value - reference.get(name, float("nan"))) <= rel_tol * abs(reference.get(name, float("nan")))
+    }
 
 
 def fixture_batch(model: nn.Module, fixture: MMDetFixture) -> Batch:
