@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from det_common.postprocess import filter_scores_and_topk, map_boxes_back
+from det_common.heads import AnchorHead
+from det_common.postprocess import filter_scores_and_topk, map_boxes_back, nms_post_process
 from detcore.registry import build
 from detcore.structures import Batch, ImageMeta, Instances
 
@@ -78,3 +80,57 @@ def test_predict_keeps_best_per_class_after_nms() -> None:
     assert set(dets.labels.tolist()) == {0}
     assert torch.allclose(dets.scores, torch.sigmoid(torch.tensor(2.0)))
     assert len(dets) >= 4 and bool((dets.boxes >= 0).all()) and bool((dets.boxes <= 64).all())
+
+
+class PerLevelAnchorHead(AnchorHead):
+    """SSD-style: each level has its own convs and its own number of anchors per location."""
+
+    def _init_layers(self) -> None:
+        counts = self.prior_generator.num_base_priors
+        self.cls_convs = torch.nn.ModuleList(torch.nn.Conv2d(self.in_channels, a * self.cls_out_channels, 1) for a in counts)
+        self.reg_convs = torch.nn.ModuleList(torch.nn.Conv2d(self.in_channels, a * 4, 1) for a in counts)
+
+    def forward_single(self, x: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cls_convs[level](x), self.reg_convs[level](x)
+
+
+def test_levels_with_different_anchor_counts_train_and_predict() -> None:
+    anchors = {"type": "AnchorGenerator", "strides": [8, 16], "ratios": [1.0], "sizes": [[16.0], [32.0, 48.0]]}
+    softmax_ce = {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 1.0}
+    train_cfg = {
+        "assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4, "min_pos_iou": 0.0},
+        "sampler": {"type": "RandomSampler", "num": 32, "pos_fraction": 0.25, "add_gt_as_proposals": False},
+    }
+    head = PerLevelAnchorHead(2, 8, anchor_generator=anchors, loss_cls=softmax_ce, train_cfg=train_cfg,
+                              test_cfg={"nms": {"type": "soft_nms", "iou_threshold": 0.3, "sigma": 0.5}})
+    assert head.sampling and head.cls_out_channels == 3  # cross-entropy needs sampling; softmax has background
+    meta = ImageMeta(ori_shape=(64, 64), img_shape=(64, 64), pad_shape=(64, 64))
+    gt = Instances(boxes=torch.tensor([[8.0, 8.0, 40.0, 40.0]]), labels=torch.tensor([1]))
+    batch = Batch(images=torch.zeros(2, 3, 64, 64), metas=[meta, meta], gt=[gt, gt])
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
+    outs = head(feats)
+    priors = head.get_priors(outs)
+    assert priors.num_per_level == [64 * 1, 16 * 2]
+    targets = head.get_targets(priors, outs, batch)
+    assert targets.labels.shape == (2 * 96,)
+    assert bool((targets.pos_inds >= 96).any()) and bool((targets.pos_inds < 96).any())  # offset per image
+    assert targets.avg_factor == targets.num_pos + targets.neg_inds.numel()  # sampled: positives + negatives
+    losses = head.loss_by_feat(outs, batch)
+    assert set(losses) == {"loss_cls", "loss_bbox"} and all(torch.isfinite(v) for v in losses.values())
+    head.eval()
+    (dets,) = head.predict_by_feat(head([f[:1] for f in feats]), [meta])
+    assert len(dets) <= 100 and dets.scores.le(1).all() and set(dets.labels.tolist()) <= {0, 1}
+
+
+def test_nms_post_process_drops_thin_boxes_and_groups_by_level() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [5.0, 5.0, 5.0, 9.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    labels = torch.zeros(3, dtype=torch.long)
+    cfg = {"min_bbox_size": 0, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 10}
+    result, kept = nms_post_process(boxes, scores, labels, cfg)
+    assert kept.tolist() == [0]  # the zero-width box is dropped, the overlapping one suppressed
+    result, kept = nms_post_process(boxes, scores, labels, cfg, groups=torch.tensor([0, 1, 1]))
+    assert kept.tolist() == [0, 1]  # different levels do not suppress each other
+    result, kept = nms_post_process(boxes, scores, labels, {**cfg, "min_bbox_size": -1, "max_per_img": 1},
+                                    score_factors=torch.tensor([0.1, 1.0, 1.0]))
+    assert kept.tolist() == [1] and float(result.scores[0]) == pytest.approx(0.8)
