@@ -88,3 +88,24 @@ def test_shipped_configs_pass_validation():
     names = [entry.name for entry in shipped_configs() if not entry.is_base]
     for name in names:
         validate_config(load_config(name))
+
+
+@pytest.mark.parametrize("config, override, close", [
+    ("faster_rcnn_r18_fpn_shapes", "+model.train_cfg.rcnn.pos_weigth=1", "pos_weight"),
+    ("faster_rcnn_r18_fpn_shapes", "+model.test_cfg.rpn.nms_thr=0.7", "nms"),
+    ("faster_rcnn_r18_fpn_shapes", "+model.train_cfg.rpn_proposals={}", "rpn_proposal"),
+    ("cascade_rcnn_r18_fpn_shapes", "+model.train_cfg.rcnn.1.samplr={}", "sampler"),
+    ("fcos_r18_fpn_shapes", "+model.test_cfg.centerness_fusio=1", "centerness_fusion"),
+    ("retinanet_r18_fpn_shapes", "+model.train_cfg.alowed_border=0", "allowed_border"),
+])
+def test_shipped_heads_declare_their_cfg_keys(config, override, close):
+    from detcore.config import load_config, shipped_configs
+    from detcore.engine.validation import validate_config
+    from detcore.errors import ConfigError
+
+    if config not in {entry.name for entry in shipped_configs()}:
+        pytest.skip(f"the family shipping {config} is not installed")
+    with pytest.raises(ConfigError) as info:
+        validate_config(load_config(config, [override]))
+    message = str(info.value)
+    assert "(set by --set)" in message and f"'{close}'" in message

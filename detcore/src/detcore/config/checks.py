@@ -16,7 +16,9 @@ from detcore.errors import ConfigError
 def where(cfg: Any, path: str) -> str:
     """`` (set in FILE)`` for a key of a loaded Config, else nothing."""
     origin = getattr(cfg, "origin", None)
-    source = origin(path) if callable(origin) else None
+    source = origin(path.replace("[", ".").replace("]", "")) if callable(origin) else None
+    if source == "--set":
+        return " (set by --set)"
     return f" (set in {source})" if source else ""
 
 

@@ -25,19 +25,20 @@ else:  # pragma: no cover
 
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
+OVERRIDE_ORIGIN = "--set"  # the origin of keys a command-line override set
 
 
 class Config(dict):
     """A loaded config: nested plain dicts and lists, plus where each key came from."""
 
     def __init__(self, data: dict[str, Any], source: Path | None = None,
-                 origins: dict[str, Path] | None = None) -> None:
+                 origins: dict[str, Path | str] | None = None) -> None:
         super().__init__(data)
         self.source = source
         self.origins = origins or {}
 
-    def origin(self, key_path: str) -> Path | None:
-        """The file that set ``key_path`` (or its closest parent), for error messages."""
+    def origin(self, key_path: str) -> Path | str | None:
+        """The file that set ``key_path`` (or its closest parent), or "--set", for error messages."""
         parts = key_path.split(".")
         while parts:
             found = self.origins.get(".".join(parts))
@@ -191,6 +192,7 @@ def apply_override(cfg: Config, item: str) -> None:
     key_path = key_path.lstrip("+")
     if not key_path:
         raise ConfigError(f"Override {item!r} has an empty key.")
+    cfg.origins[key_path] = OVERRIDE_ORIGIN
     value = parse_value(raw_value.strip())
     parts = key_path.split(".")
     node: Any = cfg

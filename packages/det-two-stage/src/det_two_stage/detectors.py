@@ -20,6 +20,10 @@ class RPN(BaseDetector):
     the RPN detector's head is ``bbox_head``, load too (``bbox_head.*`` keys are read as ``rpn_head.*``).
     """
 
+    #: the ``rpn`` sections are the head's (their keys are checked against its declaration)
+    cfg_routes = {"train_cfg.rpn": ("rpn_head", "dense_heads", "train_cfg"),
+                  "test_cfg.rpn": ("rpn_head", "dense_heads", "test_cfg")}
+
     def __init__(
         self,
         backbone: dict[str, Any],

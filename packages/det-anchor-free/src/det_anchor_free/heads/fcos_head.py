@@ -35,6 +35,8 @@ class FCOSHead(AnchorFreeHead):
     centerness before NMS) or "geometric_mean" (torchvision: rank by sqrt(score * centerness)).
     """
 
+    test_cfg_keys = (*AnchorFreeHead.test_cfg_keys, "centerness_fusion")
+
     def __init__(
         self,
         num_classes: int,

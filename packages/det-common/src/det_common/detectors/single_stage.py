@@ -18,6 +18,10 @@ class SingleStageDetector(BaseDetector):
     score_thr, nms, max_per_img), as in MMDetection v2.
     """
 
+    #: ``train_cfg`` / ``test_cfg`` are the head's (their keys are checked against its declaration)
+    cfg_routes = {"train_cfg": ("bbox_head", "dense_heads", "train_cfg"),
+                  "test_cfg": ("bbox_head", "dense_heads", "test_cfg")}
+
     def __init__(
         self,
         backbone: Mapping[str, Any],

@@ -21,6 +21,15 @@ class TwoStageDetector(BaseDetector):
     the proposals come from the batch (``batch.proposals``, Fast R-CNN).
     """
 
+    #: which head each section belongs to (their keys are checked against its declaration)
+    cfg_routes = {
+        "train_cfg.rpn": ("rpn_head", "dense_heads", "train_cfg"),
+        "train_cfg.rpn_proposal": ("rpn_head", "dense_heads", "test_cfg"),
+        "train_cfg.rcnn": ("roi_head", "roi_heads", "train_cfg"),
+        "test_cfg.rpn": ("rpn_head", "dense_heads", "test_cfg"),
+        "test_cfg.rcnn": ("roi_head", "roi_heads", "test_cfg"),
+    }
+
     def __init__(
         self,
         backbone: dict[str, Any],

@@ -40,6 +40,9 @@ class BaseDenseHead(DenseHead):
     nms_groups: str = "label"
     #: test settings a config's ``test_cfg`` is laid over
     default_test_cfg: Mapping[str, Any] = DENSE_TEST_CFG
+    #: the keys a config's ``train_cfg`` / ``test_cfg`` may hold (checked by detcore.engine.validation)
+    train_cfg_keys: tuple[str, ...] = ("assigner", "sampler", "allowed_border", "pos_weight", "debug")
+    test_cfg_keys: tuple[str, ...] = ("nms_pre", "min_bbox_size", "score_thr", "nms", "max_per_img")
 
     def __init__(
         self,

@@ -84,6 +84,9 @@ class BaseRoIHead(RoIHead):
     bbox_head: nn.Module
     mask_roi_extractor: nn.Module | None
     mask_head: nn.Module | None
+    #: the keys a config's ``train_cfg`` (per stage) / ``test_cfg`` may hold (detcore.engine.validation)
+    train_cfg_keys: tuple[str, ...] = ("assigner", "sampler", "pos_weight", "mask_size", "debug")
+    test_cfg_keys: tuple[str, ...] = ("score_thr", "nms", "max_per_img", "mask_thr_binary", "min_bbox_size")
 
     def __init__(
         self,
