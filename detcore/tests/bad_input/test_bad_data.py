@@ -173,3 +173,24 @@ def test_workers_draw_new_augmentations_every_epoch(persistent):
     again = build_dataloader(RandomDraws(), 2, num_workers=1, seed=3, shuffle=False, persistent_workers=persistent)
     assert epoch_values(again, 1) == second  # epoch 1 alone (a resumed run) draws the same
     assert len({worker_seed(3, r, e, w) for r in range(2) for e in range(2) for w in range(2)}) == 8
+
+
+def test_resume_is_bit_identical_with_the_shipped_fcos_shapes_config(tmp_path, detcore):
+    from detcore.config import shipped_configs
+
+    if "fcos_r18_fpn_shapes" not in {entry.name for entry in shipped_configs()}:
+        pytest.skip("det-anchor-free (fcos_r18_fpn_shapes) is not installed")
+    data = tmp_path / "shapes"
+    make_shapes(data, num_train=16, num_val=4, size=64, seed=0)
+    roots = [f"{split}_dataloader.dataset.data_root={data.as_posix()}" for split in ("train", "val", "test")]
+    common = ["--seed", "0", "--deterministic", "--set", *roots,
+              "train_pipeline.2.scale=[64, 64]", "lr_config.warmup_iters=2", "log.interval=1",
+              "evaluation.interval=10", "+log.progress_bar=false"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    # the shipped loader settings: batch_size = 8, num_workers = 1, persistent_workers = true
+    assert detcore("train", "fcos_r18_fpn_shapes", "--work-dir", straight, *common, "runner.max_epochs=2").code == 0
+    assert detcore("train", "fcos_r18_fpn_shapes", "--work-dir", split, *common, "runner.max_epochs=1").code == 0
+    assert detcore("train", "fcos_r18_fpn_shapes", "--work-dir", split, "--resume", *common,
+                   "runner.max_epochs=2").code == 0
+    a, b = weights(straight / "epoch_2.pth"), weights(split / "epoch_2.pth")
+    assert len(a) > 100 and all(torch.equal(a[k], b[k]) for k in a)

@@ -199,17 +199,20 @@ class Runner:
 
     def log_failure(self, exc: BaseException) -> None:
         """Write why the run stopped to the log file (a user error as its message, anything else with
-        its traceback), so that a failed run's log says what happened."""
+        its traceback), so that a failed run's log says what happened. The terminal gets the CLI's
+        one paragraph (or Python's traceback), not a second copy."""
         if isinstance(exc, KeyboardInterrupt):
-            self.logger.error("interrupted")
+            text, exc_info = "interrupted", None
         elif isinstance(exc, DetcoreError):
-            self.logger.error(f"{type(exc).__name__}: {exc}")
+            text, exc_info = f"{type(exc).__name__}: {exc}", None
         elif isinstance(exc, Exception):
-            for handler in self.logger.handlers:  # the traceback goes to the file; the terminal gets Python's own
-                if isinstance(handler, logging.FileHandler):
-                    handler.handle(self.logger.makeRecord(
-                        self.logger.name, logging.ERROR, __file__, 0, f"run failed: {type(exc).__name__}: {exc}",
-                        None, (type(exc), exc, exc.__traceback__)))
+            text, exc_info = f"run failed: {type(exc).__name__}: {exc}", (type(exc), exc, exc.__traceback__)
+        else:
+            return
+        record = self.logger.makeRecord(self.logger.name, logging.ERROR, __file__, 0, text, None, exc_info)
+        for handler in self.logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
 
     def _report_skips(self, loader: Any) -> None:
         """Log every image a loader with ``on_bad_image = "skip"`` leaves out."""
