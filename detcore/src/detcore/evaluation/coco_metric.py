@@ -23,7 +23,7 @@ from pycocotools.cocoeval import COCOeval
 from detcore.errors import ConfigError, DataError
 from detcore.evaluation.base import BaseMetric
 
-METRICS = ("bbox", "segm", "proposal")
+METRICS = ("bbox", "segm", "proposal", "proposal_fast")
 SUMMARY_KEYS = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
 class CocoMetric(BaseMetric):
     """COCO evaluation of detections in original-image pixels.
 
-    ``metric``: any of "bbox", "segm", "proposal". ``proposal_nums``: detections per image
+    ``metric``: any of "bbox", "segm", "proposal", "proposal_fast" (AR@N by greedy matching, no COCOeval:
+    :mod:`detcore.evaluation.recall`). ``proposal_nums``: detections per image
     for the recall numbers. ``classwise``: add per-class AP. ``format_only``: only write
     ``<outfile_prefix>.bbox.json`` / ``.segm.json`` (e.g. for test-dev) and return no numbers.
     The ground truth is ``dataset.coco`` (from ``bind(dataset)``) or ``ann_file``.
@@ -162,6 +163,9 @@ class CocoMetric(BaseMetric):
         out: dict[str, float] = {}
         texts = []
         for metric in self.metrics:
+            if metric == "proposal_fast":
+                out.update(self.fast_recall(results))
+                continue
             kind = "bbox" if metric == "proposal" else metric
             detections = self.to_coco_json(results, kind)
             numbers, text = self._evaluate(metric, detections, image_ids)
@@ -170,6 +174,22 @@ class CocoMetric(BaseMetric):
         self.summary_text = "\n".join(texts)
         logger.info(self.summary_text)
         return out
+
+    def fast_recall(self, results: list[dict[str, Any]]) -> dict[str, float]:
+        """``proposal_fast``: AR@N over IoU .50:.95 by greedy matching (:mod:`detcore.evaluation.recall`),
+        without COCOeval; crowd / ignored objects are left out of the ground truth."""
+        from detcore.evaluation.recall import COCO_IOU_THRS, eval_recalls, recall_results
+
+        gts, proposals = [], []
+        for rec in results:
+            anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[rec["image_id"]]))
+            boxes = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                     for a in anns if not a.get("iscrowd", 0) and not a.get("ignore", False)]
+            gts.append(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+            proposals.append(np.concatenate([rec["boxes"], rec["scores"][:, None]], axis=1))
+        thrs = list(self.iou_thrs) if self.iou_thrs is not None else list(COCO_IOU_THRS)
+        recalls = eval_recalls(gts, proposals, self.proposal_nums, thrs)
+        return recall_results(recalls, self.proposal_nums, thrs, per_threshold=False)
 
     def write_results(self, results: list[dict[str, Any]]) -> list[Path]:
         """Write ``<outfile_prefix>.bbox.json`` (and ``.segm.json``); returns the paths."""

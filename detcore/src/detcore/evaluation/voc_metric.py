@@ -13,6 +13,8 @@ from detcore.evaluation.mean_ap import AP_MODES, eval_map
 
 class VOCMetric(BaseMetric):
     """mAP of a VOC-style dataset; returns ``mAP`` and ``AP50`` (one ``APxx`` per IoU threshold).
+    ``metric = "recall"``: proposal recall ``recall@N@IoU`` and ``AR@N`` for ``proposal_nums``
+    (see :mod:`detcore.evaluation.recall`).
 
     Ground truth comes from the bound dataset's records (``get_data_info(i)["ann"]``: boxes,
     labels and the difficult boxes as ``bboxes_ignore``). ``classwise`` adds ``AP_<class>``.
@@ -25,11 +27,14 @@ class VOCMetric(BaseMetric):
         eval_mode: str = "area",
         classwise: bool = False,
         use_legacy_coordinate: bool = False,
+        proposal_nums: Sequence[int] = (100, 300, 1000),
         dataset: Any = None,
     ) -> None:
         metrics = [metric] if isinstance(metric, str) else list(metric)
-        if metrics != ["mAP"]:
-            raise ConfigError(f"VOCMetric supports metric = ['mAP'], got {metrics}")
+        if not metrics or any(m not in ("mAP", "recall") for m in metrics):
+            raise ConfigError(f"VOCMetric supports metric = ['mAP'] and/or ['recall'], got {metrics}")
+        self.metrics = metrics
+        self.proposal_nums = [int(n) for n in proposal_nums]
         if eval_mode not in AP_MODES:
             raise ConfigError(f"VOCMetric eval_mode must be 'area' or '11points', got {eval_mode!r}")
         self.iou_thrs = [float(iou_thrs)] if isinstance(iou_thrs, (int, float)) else [float(t) for t in iou_thrs]
@@ -79,6 +84,15 @@ class VOCMetric(BaseMetric):
             detections.append(per_class)
             annotations.append(self.annotations[rec["image_id"]])
         out: dict[str, float] = {}
+        if "recall" in self.metrics:  # every predicted box, best first, as a proposal (MMDetection v2)
+            from detcore.evaluation.recall import eval_recalls, recall_results
+
+            proposals = [np.concatenate([r["boxes"], r["scores"][:, None]], axis=1) for r in self.unique_results()]
+            gts = [a["bboxes"] for a in annotations]
+            recalls = eval_recalls(gts, proposals, self.proposal_nums, self.iou_thrs, self.use_legacy_coordinate)
+            out.update(recall_results(recalls, self.proposal_nums, self.iou_thrs))
+            if "mAP" not in self.metrics:
+                return out
         aps = []
         for thr in self.iou_thrs:
             mean_ap, per_class = eval_map(
