@@ -46,6 +46,20 @@ def clear_caches() -> None:
 
 
 @pytest.fixture
+def torch_state():
+    """Runs a test on one thread (tiny models, shared cores) and undoes deterministic mode afterwards
+    (the engine, API and bad-input folders use it for every test)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def fake_dist(tmp_path, monkeypatch) -> Callable[..., Path]:
     """Install fake distributions in-process for one test (sys.path + cache reset)."""
     counter = iter(range(1000))

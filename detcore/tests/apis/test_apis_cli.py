@@ -18,39 +18,7 @@ from detcore.errors import DataError
 
 TOYS = Path(__file__).parents[1] / "engine" / "toy_components.py"
 
-TOY_CONFIG = """
-seed = 0
-test_pipeline = [{ type = "LoadImageFromFile" }, { type = "PackDetInputs" }]
-
-[model]
-type = "ToyDetector"
-
-[train_dataloader]
-batch_size = 2
-[train_dataloader.dataset]
-type = "ToyDataset"
-num_images = 4
-
-[test_dataloader]
-batch_size = 2
-[test_dataloader.dataset]
-type = "ToyDataset"
-num_images = 4
-
-[evaluation]
-metric = ["bbox"]
-
-[optimizer]
-type = "SGD"
-lr = 0.01
-
-[runner]
-type = "EpochBasedRunner"
-max_epochs = 2
-
-[log]
-interval = 1
-"""
+TOY_CONFIG = (Path(__file__).parents[1] / "engine" / "toy_config.toml").read_text()
 
 SHAPES_CONFIG = """
 seed = 0

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import pytest
-import torch
 
 ENGINE = Path(__file__).parents[1] / "engine"
 TOYS = ENGINE / "toy_components.py"
@@ -22,40 +21,9 @@ for folder in (str(ENGINE), str(Path(__file__).parent)):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 
-TOY_CONFIG = """
-seed = 0
-test_pipeline = [{ type = "LoadImageFromFile" }, { type = "PackDetInputs" }]
-
-[model]
-type = "ToyDetector"
-
-[train_dataloader]
-batch_size = 2
-[train_dataloader.dataset]
-type = "ToyDataset"
-num_images = 4
-
-[test_dataloader]
-batch_size = 2
-[test_dataloader.dataset]
-type = "ToyDataset"
-num_images = 4
-
-[evaluation]
-metric = ["bbox"]
-
-[optimizer]
-type = "SGD"
-lr = 0.01
-
-[runner]
-type = "EpochBasedRunner"
-max_epochs = 1
-
-[log]
-interval = 1
-progress_bar = false
-"""
+# the CLI tests' toy config, one epoch, no progress bar
+TOY_CONFIG = (ENGINE / "toy_config.toml").read_text().replace("max_epochs = 2", "max_epochs = 1").replace(
+    "[log]\ninterval = 1\n", "[log]\ninterval = 1\nprogress_bar = false\n")
 
 
 class Result(NamedTuple):
@@ -65,14 +33,9 @@ class Result(NamedTuple):
 
 
 @pytest.fixture(autouse=True)
-def restore_torch_state():
-    """One thread per test (tiny models, shared cores); deterministic mode undone afterwards."""
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
+def restore_torch_state(torch_state):
+    """One thread, deterministic mode undone afterwards (``torch_state`` in the top conftest)."""
     yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -104,3 +67,11 @@ def detcore(capsys) -> Callable[..., Result]:
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def weights(toy_config, tmp_path, detcore) -> Path:
+    """A checkpoint trained on the toy config (one epoch)."""
+    work = tmp_path / "work"
+    assert detcore("train", toy_config, "--work-dir", work).code == 0
+    return work / "latest.pth"

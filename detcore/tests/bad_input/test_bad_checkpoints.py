@@ -12,13 +12,6 @@ from detcore.checkpoint import load_checkpoint_file, remove_stale_temporaries, s
 from detcore.errors import CheckpointError
 
 
-@pytest.fixture
-def trained(toy_config, tmp_path, detcore):
-    work = tmp_path / "work"
-    assert detcore("train", toy_config, "--work-dir", work).code == 0
-    return work / "latest.pth"
-
-
 def misshaped_copy(path, tmp_path):
     """The checkpoint with a 5-class head instead of 3 (another dataset's model)."""
     checkpoint = load_checkpoint_file(path)
@@ -32,8 +25,8 @@ def misshaped_copy(path, tmp_path):
     return out
 
 
-def test_test_and_infer_refuse_weights_that_do_not_fit(trained, toy_config, tmp_path, detcore):
-    bad = misshaped_copy(trained, tmp_path)
+def test_test_and_infer_refuse_weights_that_do_not_fit(weights, toy_config, tmp_path, detcore):
+    bad = misshaped_copy(weights, tmp_path)
     result = detcore("test", toy_config, bad, "--work-dir", tmp_path / "t")
     assert result.code == 2 and result.out == ""  # no metrics from a half-random model
     message = one_paragraph(result.err, "test")
@@ -49,16 +42,16 @@ def test_test_and_infer_refuse_weights_that_do_not_fit(trained, toy_config, tmp_
     assert result.code == 2 and "cls.weight (5, 8) vs model (3, 8)" in one_paragraph(result.err, "infer")
 
 
-def test_init_detector_and_resume_are_strict(trained, toy_config, tmp_path, detcore):
+def test_init_detector_and_resume_are_strict(weights, toy_config, tmp_path, detcore):
     from detcore.apis import init_detector
 
-    bad = misshaped_copy(trained, tmp_path)
+    bad = misshaped_copy(weights, tmp_path)
     with pytest.raises(CheckpointError, match="does not fit the model"):
         init_detector(str(toy_config), bad)
-    model = init_detector(str(toy_config), trained)
+    model = init_detector(str(toy_config), weights)
     assert model.classes == ["square", "bar", "dot"]
 
-    work = trained.parent
+    work = weights.parent
     before = sorted(p.name for p in work.iterdir())
     result = detcore("train", toy_config, "--work-dir", work, "--resume", bad, "--set", "runner.max_epochs=2")
     assert result.code == 2 and "Resuming needs every weight" in one_paragraph(result.err, "train")
@@ -67,8 +60,8 @@ def test_init_detector_and_resume_are_strict(trained, toy_config, tmp_path, detc
     assert "does not fit the model" in log  # the failed run's log says why
 
 
-def test_load_from_skips_misshaped_keys_and_says_which(trained, toy_config, tmp_path, detcore):
-    bad = misshaped_copy(trained, tmp_path)
+def test_load_from_skips_misshaped_keys_and_says_which(weights, toy_config, tmp_path, detcore):
+    bad = misshaped_copy(weights, tmp_path)
     work = tmp_path / "finetune"
     assert detcore("train", toy_config, "--work-dir", work, "--load-from", bad).code == 0
     log = next(work.glob("*.log")).read_text()

@@ -9,13 +9,6 @@ import pytest
 from PIL import Image
 
 
-@pytest.fixture
-def weights(toy_config, tmp_path, detcore):
-    work = tmp_path / "work"
-    assert detcore("train", toy_config, "--work-dir", work).code == 0
-    return work / "latest.pth"
-
-
 def image(path, value):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((32, 40, 3), value, np.uint8)).save(path)

@@ -9,13 +9,6 @@ import torch
 from bad_input_helpers import one_paragraph
 
 
-@pytest.fixture
-def weights(toy_config, tmp_path, detcore):
-    work = tmp_path / "work"
-    assert detcore("train", toy_config, "--work-dir", work).code == 0
-    return work / "latest.pth"
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu(toy_config, weights, tmp_path, detcore):
     import numpy as np

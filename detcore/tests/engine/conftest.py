@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 HERE = str(Path(__file__).parent)
 if HERE not in sys.path:
@@ -14,11 +13,6 @@ if HERE not in sys.path:
 
 
 @pytest.fixture(autouse=True)
-def restore_torch_state():
-    """Runs each test on one thread (tiny models, shared cores) and undoes deterministic mode afterwards."""
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
+def restore_torch_state(torch_state):
+    """One thread, deterministic mode undone afterwards (``torch_state`` in the top conftest)."""
     yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_num_threads(threads)
