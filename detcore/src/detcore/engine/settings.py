@@ -1,7 +1,8 @@
 """Config resolution: every top-level key the runner reads is declared once, in :class:`RunnerSettings`.
 
 Schema (TOML, MMDetection v2 style; defaults in ``configs/_base_/default_runtime.toml``): the
-fields of :class:`RunnerSettings` below, each with its meaning. ``Runner(**settings)`` and
+fields of :class:`RunnerSettings` below, each with its meaning; :mod:`~detcore.engine.validation`
+checks a whole config against it (and the tables' own keys, types and ranges) before anything is built. ``Runner(**settings)`` and
 ``Runner.from_config(cfg)`` both go through :meth:`RunnerSettings.create`, so an unknown
 keyword is an error with the list of known ones.
 """
@@ -30,8 +31,9 @@ class RunnerSettings:
     # where logs and checkpoints go (the CLI's --work-dir wins)
     work_dir: str | os.PathLike[str] | None = None
     # ``batch_size`` (per process), ``num_workers``, sampler options (``shuffle``,
-    # ``aspect_ratio_grouping``, ...) for ``detcore.data.build_dataloader``, and a ``dataset``
-    # table whose ``pipeline`` is a list of transforms or the name of a top-level list
+    # ``aspect_ratio_grouping``, ...), ``on_bad_image`` ("error" | "skip") for
+    # ``detcore.data.build_dataloader``, and a ``dataset`` table whose ``pipeline`` is a list of
+    # transforms or the name of a top-level list
     train_dataloader: Any = None
     val_dataloader: Any = None
     test_dataloader: Any = None
