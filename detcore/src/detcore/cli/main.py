@@ -13,7 +13,7 @@ from detcore import __version__
 from detcore.errors import DetcoreError
 
 # Modules of detcore.cli.commands, each with register(subparsers).
-BUILTIN_COMMAND_MODULES = ("components", "environment", "convert", "datasets", "training", "infer", "logs", "tools")
+BUILTIN_COMMAND_MODULES = ("components", "environment", "convert", "datasets", "training", "infer", "logs", "tools", "dataset_tools")
 
 
 def build_parser(with_plugins: bool) -> tuple[argparse.ArgumentParser, set[str]]:

@@ -36,8 +36,12 @@ class CocoDataset(DetDataset):
 
     coco: COCO
 
+    def read_annotation_file(self) -> Any:
+        """The annotation file's JSON (LVIS overrides it to fill in image file names)."""
+        return read_json(self.ann_file)
+
     def load_annotations(self) -> list[dict[str, Any]]:
-        data = read_json(self.ann_file)
+        data = self.read_annotation_file()
         report = self.report
         if not isinstance(data, dict):
             raise DataError(f"{self.ann_file}: a COCO file is a JSON object with 'images' and 'categories'")

@@ -27,13 +27,15 @@ class VOCDataset(DetDataset):
     """
 
     image_suffix = ".jpg"
+    #: the classes when the config gives none (their names in the XML files are checked strictly)
+    default_classes: tuple[str, ...] = VOC_CLASSES
 
     def load_annotations(self) -> list[dict[str, Any]]:
         if not self.ann_file.is_file():
             raise DataError(f"image list {self.ann_file} does not exist; check ann_file and data_root")
         ids = [line.strip() for line in self.ann_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         strict = self.requested_classes is None
-        self.classes = list(VOC_CLASSES) if strict else list(self.requested_classes)
+        self.classes = list(self.default_classes) if strict else list(self.requested_classes)
         self.cat_ids = list(range(len(self.classes)))
         label_of = {name: i for i, name in enumerate(self.classes)}
         seen: set[str] = set()
@@ -48,10 +50,12 @@ class VOCDataset(DetDataset):
                 records.append(record)
         return records
 
+    def image_file_name(self, img_id: str, root: ET.Element) -> str:
+        """The image of ``img_id`` relative to ``img_prefix`` (WIDER FACE reads the XML's ``<folder>``)."""
+        return f"JPEGImages/{img_id}{self.image_suffix}"
+
     def _parse(self, img_id: str, label_of: dict[str, int], strict: bool) -> dict[str, Any] | None:
         xml_path = Path(self.img_prefix) / "Annotations" / f"{img_id}.xml"
-        file_name = f"JPEGImages/{img_id}{self.image_suffix}"
-        image_path = Path(self.img_prefix) / file_name
         if not xml_path.is_file():
             self.report.add(f"image {img_id}: annotation {xml_path} does not exist")
             return None
@@ -60,6 +64,8 @@ class VOCDataset(DetDataset):
         except ET.ParseError as exc:
             self.report.add(f"image {img_id}: {xml_path} is not valid XML ({exc})")
             return None
+        file_name = self.image_file_name(img_id, root)
+        image_path = Path(self.img_prefix) / file_name
         size = root.find("size")
         if size is not None and size.findtext("width") and size.findtext("height"):
             width, height = int(float(size.findtext("width"))), int(float(size.findtext("height")))
