@@ -36,6 +36,7 @@ DIST_DIRS = (
     "packages/det-anchor-free",
     "packages/det-two-stage",
     "packages/det-cascade",
+    "packages/det-transformer",
     "ops-cuda",
     "plugins/det-plugin-template",
 )

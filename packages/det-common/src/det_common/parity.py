@@ -176,12 +176,13 @@ def fixture_detections(config: str | Mapping[str, Any] | nn.Module, fixture: MMD
 
 def fixture_losses(model: nn.Module, fixture: MMDetFixture) -> dict[str, float]:
     """detcore's losses on the fixture's ground truth, computed as the fixtures were: the model in training
-    mode (heads such as FCOS with ``norm_on_bbox`` regress in strides then) with every norm and dropout in eval."""
+    mode (heads such as FCOS with ``norm_on_bbox`` regress in strides then) with every norm, dropout and
+    attention (its dropout) in eval."""
     batch = fixture_batch(model, fixture)
     was_training = model.training
     model.train()
     for module in model.modules():
-        if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.Dropout)):
+        if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.Dropout, nn.MultiheadAttention)):
             module.eval()
     try:
         with torch.no_grad():

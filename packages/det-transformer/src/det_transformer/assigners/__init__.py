@@ -1,0 +1,1 @@
+"""assigners of det-transformer (registered through entry points, never imported here)."""

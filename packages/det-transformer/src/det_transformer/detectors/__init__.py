@@ -1,0 +1,1 @@
+"""detectors of det-transformer (registered through entry points, never imported here)."""

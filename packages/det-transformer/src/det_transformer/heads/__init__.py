@@ -1,0 +1,1 @@
+"""heads of det-transformer (registered through entry points, never imported here)."""

@@ -1,0 +1,1 @@
+"""layers of det-transformer (registered through entry points, never imported here)."""

@@ -1,0 +1,1 @@
+"""necks of det-transformer (registered through entry points, never imported here)."""
