@@ -164,6 +164,16 @@ class BaseDenseHead(DenseHead):
         priors = self.get_priors(outs)
         return [self.predict_single(outs, priors, i, meta, rescale, cfg) for i, meta in enumerate(metas)]
 
+    def level_outputs(self, outs: DenseOutputs, level: int, image: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(class logits (P, C), regressed values (P, box_dim) for ``decode``, score-factor logits (P,) or None)
+        of one image and level, detached; heads regressing a distribution (GFL) turn it into values here."""
+        logits = outs.cls_scores[level][image].detach().permute(1, 2, 0).reshape(-1, self.cls_out_channels)
+        deltas = outs.bbox_preds[level][image].detach().permute(1, 2, 0).reshape(-1, self.box_dim)
+        factor_logits = None
+        if outs.score_factors is not None:
+            factor_logits = outs.score_factors[level][image].detach().permute(1, 2, 0).reshape(-1)
+        return logits, deltas, factor_logits
+
     def level_scores(self, cls_logits: Tensor, factor_logits: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """(P, C) scores to rank candidates by, and an optional (P,) factor multiplied in before NMS."""
         scores = cls_logits.sigmoid() if self.use_sigmoid_cls else cls_logits.softmax(-1)[:, :-1]
@@ -185,11 +195,7 @@ class BaseDenseHead(DenseHead):
         """Per level the ``nms_pre`` best (prior, class) pairs above ``score_thr``, decoded, then ``nms_post_process``."""
         kept_priors, kept_deltas, kept_scores, kept_labels, kept_factors, kept_levels = [], [], [], [], [], []
         for level, level_priors in enumerate(priors.per_level):
-            logits = outs.cls_scores[level][image].detach().permute(1, 2, 0).reshape(-1, self.cls_out_channels)
-            deltas = outs.bbox_preds[level][image].detach().permute(1, 2, 0).reshape(-1, self.box_dim)
-            factor_logits = None
-            if outs.score_factors is not None:
-                factor_logits = outs.score_factors[level][image].detach().permute(1, 2, 0).reshape(-1)
+            logits, deltas, factor_logits = self.level_outputs(outs, level, image)
             scores, factors = self.level_scores(logits, factor_logits)
             scores, labels, keep = filter_scores_and_topk(scores, cfg.get("score_thr"), cfg.get("nms_pre", -1))
             kept_priors.append(level_priors[keep])

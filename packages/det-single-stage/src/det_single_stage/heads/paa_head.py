@@ -132,15 +132,12 @@ class PAAHead(ATSSHead):
     ) -> Instances:
         """Per level the ``nms_pre`` anchors of best sqrt(class score x IoU), decoded; class-wise NMS on
         sqrt(score x IoU) above ``score_thr``; then score voting."""
-        assert outs.score_factors is not None
         nms_pre = cfg.get("nms_pre", -1)
         all_boxes, all_scores = [], []
         for level, level_priors in enumerate(priors.per_level):
-            scores = outs.cls_scores[level][image].detach().permute(1, 2, 0).reshape(-1, self.cls_out_channels)
-            scores = scores.sigmoid()
-            deltas = outs.bbox_preds[level][image].detach().permute(1, 2, 0).reshape(-1, self.box_dim)
-            ious = outs.score_factors[level][image].detach().permute(1, 2, 0).reshape(-1).sigmoid()
-            fused = (scores * ious[:, None]).sqrt()
+            logits, deltas, iou_logits = self.level_outputs(outs, level, image)
+            assert iou_logits is not None
+            fused = (logits.sigmoid() * iou_logits.sigmoid()[:, None]).sqrt()
             if 0 < nms_pre < fused.shape[0]:
                 keep = fused.max(dim=1).values.topk(nms_pre).indices
                 level_priors, deltas, fused = level_priors[keep], deltas[keep], fused[keep]
