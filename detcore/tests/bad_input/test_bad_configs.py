@@ -109,3 +109,15 @@ def test_shipped_heads_declare_their_cfg_keys(config, override, close):
         validate_config(load_config(config, [override]))
     message = str(info.value)
     assert "(set by --set)" in message and f"'{close}'" in message
+
+
+def test_runner_built_in_python_checks_its_tables_too(tmp_path):
+    from toy_components import toy_runner
+
+    from detcore.errors import ConfigError
+
+    for settings, name in (({"checkpoint": {"intervall": 1}}, "checkpoint.intervall"),
+                           ({"log": {"interval": 0}}, "log.interval"),
+                           ({"runner": {"type": "EpochBasedRunner", "max_iters": 3}}, "runner.max_iters")):
+        with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
+            toy_runner(tmp_path / name, **settings)

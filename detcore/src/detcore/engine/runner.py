@@ -64,6 +64,7 @@ class Runner:
         **settings: Any,
     ) -> None:
         s = self.settings = RunnerSettings.create(model=model, work_dir=work_dir, **settings)
+        validate_config({k: v for k, v in {"model": model, **settings}.items() if v is not None})
         self.cfg = cfg
         # -- processes, device, seed ------------------------------------------------------
         if launcher not in ("none", "torchrun"):

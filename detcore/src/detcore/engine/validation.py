@@ -18,6 +18,7 @@ A component that declares neither has its tables passed through unchecked.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -71,7 +72,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     _check_scalars(cfg)
     _check_loop(cfg)
     for key in LOADER_KEYS:
-        if cfg.get(key) is not None:
+        if isinstance(cfg.get(key), (Mapping, str, int, float, list)):  # a table (or a mistake), not a built loader
             _check_loader(cfg, key)
     _check_hook_table(cfg, "checkpoint", "CheckpointHook", ("by_epoch",))
     _check_hook_table(cfg, "log", "LoggerHook")
@@ -104,11 +105,11 @@ def _check_scalars(cfg: Mapping[str, Any]) -> None:
     for key in ("deterministic", "find_unused_parameters", "channels_last"):
         if key in cfg:
             check_bool(cfg[key], key, cfg)
-    if "resume" in cfg and not isinstance(cfg["resume"], (bool, str)):
+    if "resume" in cfg and not isinstance(cfg["resume"], (bool, str, os.PathLike)):
         raise ConfigError(f"config key resume{where(cfg, 'resume')} must be true, false or a checkpoint path")
-    if cfg.get("load_from") is not None and not isinstance(cfg["load_from"], str):
+    if cfg.get("load_from") is not None and not isinstance(cfg["load_from"], (str, os.PathLike)):
         raise ConfigError(f"config key load_from{where(cfg, 'load_from')} must be a checkpoint path (a string)")
-    if "custom_hooks" in cfg and not isinstance(cfg["custom_hooks"], list):
+    if "custom_hooks" in cfg and not isinstance(cfg["custom_hooks"], (list, tuple)):
         raise ConfigError(f"config key custom_hooks{where(cfg, 'custom_hooks')} must be a list of tables")
 
 
