@@ -85,7 +85,7 @@ def test_demo_command_writes_pictures_and_one_json_line(tmp_path, capsys):
     for key in ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "seconds"):
         assert isinstance(record[key], float), key
     assert 0.0 <= record["bbox_mAP"] <= 1.0
-    for key in ("visualization", "loss_curve"):
+    for key in ("visualization", "grid", "loss_curve"):
         path = Path(record[key])
         assert path.parent == work and path.suffix == ".png"
         width, height = Image.open(path).size

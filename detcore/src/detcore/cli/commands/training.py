@@ -276,10 +276,14 @@ def demo_command(args: argparse.Namespace) -> int:
         instances = inference_detector(model, image_path)
         vis_path = work_dir / "demo_detections.png"
         show_result(image_path, instances, classes, out_file=vis_path, score_thr=0.3)
+        # validation images with ground truth | predictions side by side, enlarged to be read
+        from detcore.tools.demo_grid import save_prediction_grid
+
+        grid_path = save_prediction_grid(model, val_dataset, work_dir / "demo_grid.png", classes)
         logger_hook = next(h for h in runner.hooks if type(h).__name__ == "LoggerHook")
         curve_path = plot_curves([logger_hook.json_path], ["loss"], work_dir / "demo_loss.png", title=name)
     finally:
         runner.close()
     print(json.dumps({"config": name, "work_dir": str(work_dir), "visualization": str(vis_path),
-                      "loss_curve": str(curve_path), "seconds": round(time.perf_counter() - start, 1), **metrics}))
+                      "grid": str(grid_path), "loss_curve": str(curve_path), "seconds": round(time.perf_counter() - start, 1), **metrics}))
     return 0
