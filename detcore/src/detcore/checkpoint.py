@@ -85,8 +85,8 @@ def _rejection(path: Path, exc: Exception) -> CheckpointError:
         f"Checkpoint file {path} holds Python objects other than tensors and plain values ({what}). detcore "
         "loads checkpoints weights-only so that opening a file never runs code from it, and will not load "
         "this one. Re-save it from the program that wrote it keeping only tensors, numbers, strings, lists "
-        "and dicts (for example torch.save({'state_dict': model.state_dict()}, path)), or convert it with "
-        "`detcore convert`."
+        "and dicts, for example torch.save({'state_dict': model.state_dict()}, path) (a training "
+        "checkpoint's optimizer and logger state often hold such objects and are not needed for weights)."
     )
 
 
