@@ -15,7 +15,7 @@ test_cfg = { score_thr = 0.05, nms = { type = "nms", iou_threshold = 0.5 }, max_
 
 
 @pytest.mark.parametrize("override, names", [
-    (["+max_epoch=2"], ["'max_epoch'", "(top level)"]),
+    (["+max_epoch=2"], ["'max_epoch'", "(top level)", "Did you mean 'runner.max_epochs'"]),
     (["+train_dataloader.batchsize=4"], ["'train_dataloader.batchsize'", "Did you mean 'batch_size'"]),
     (["+checkpoint.intervall=2"], ["'checkpoint.intervall'", "Did you mean 'interval'"]),
     (["+log.intreval=2"], ["'log.intreval'", "Did you mean 'interval'"]),

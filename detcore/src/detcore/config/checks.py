@@ -23,14 +23,19 @@ def where(cfg: Any, path: str) -> str:
 
 
 def check_keys(table: Mapping[str, Any], allowed: Collection[str], path: str, cfg: Any = None,
-               what: str = "") -> None:
-    """Reject keys of ``table`` (at ``path``) that are not in ``allowed``, suggesting close names."""
+               what: str = "", elsewhere: Mapping[str, Collection[str]] | None = None) -> None:
+    """Reject keys of ``table`` (at ``path``) that are not in ``allowed``, suggesting close names
+    (also keys of other tables, ``elsewhere``: table path -> its keys, for a key put at the wrong level)."""
     unknown = [key for key in table if key not in allowed]
     if not unknown:
         return
     key = unknown[0]
     full = f"{path}.{key}" if path else key
     close = difflib.get_close_matches(key, list(allowed), n=3, cutoff=0.6)
+    if not close and elsewhere:
+        nested = {f"{table_path}.{name}": name for table_path, names in elsewhere.items() for name in names}
+        by_name = difflib.get_close_matches(key, list(set(nested.values())), n=1, cutoff=0.8)
+        close = [where_ for where_, name in nested.items() if by_name and name == by_name[0]][:3]
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     more = f" (and {len(unknown) - 1} more unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
     owner = f" {what}" if what else ""

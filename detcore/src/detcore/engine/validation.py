@@ -68,7 +68,8 @@ def pipeline_names(cfg: Mapping[str, Any]) -> set[str]:
 def validate_config(cfg: Mapping[str, Any]) -> None:
     """Check every table the runner reads; raise ConfigError naming the first bad key path."""
     known = {f.name for f in fields(RunnerSettings)} | set(KEY_ALIASES) | pipeline_names(cfg)
-    check_keys(cfg, known, "", cfg)
+    check_keys(cfg, known, "", cfg, elsewhere={"runner": ("max_epochs", "max_iters"), "optimizer": ("lr",),
+                                                  "train_dataloader": loader_keys(), "checkpoint": ("interval",)})
     _check_scalars(cfg)
     _check_loop(cfg)
     for key in LOADER_KEYS:
