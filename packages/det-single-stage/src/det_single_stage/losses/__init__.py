@@ -1,0 +1,1 @@
+"""Losses of the anchor-based single-stage family (GFL, GHM, LD)."""
