@@ -38,8 +38,10 @@ def draw_panel(image: np.ndarray, boxes: np.ndarray, labels: Sequence[int], clas
     font = _font(max(11, cell // 26))
     draw.text((4, 2), title, fill="black", font=_font(max(12, cell // 22)))
     for k, (box, label) in enumerate(zip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), labels)):
-        x1, y1, x2, y2 = (float(v) * scale for v in box)
-        y1, y2 = y1 + header, y2 + header
+        # an untrained detector may give x2 < x1 or boxes off the image: order and clip the corners
+        xs = sorted(min(max(float(v) * scale, 0.0), size[0] - 1.0) for v in (box[0], box[2]))
+        ys = sorted(min(max(float(v) * scale, 0.0), size[1] - 1.0) + header for v in (box[1], box[3]))
+        (x1, x2), (y1, y2) = xs, ys
         colour = _colour(int(label))
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=max(2, cell // 160))
         name = classes[int(label)] if 0 <= int(label) < len(classes) else str(int(label))
