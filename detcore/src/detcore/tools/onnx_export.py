@@ -49,7 +49,9 @@ def flatten_outputs(outputs: Any) -> tuple[list[Tensor], list[int]]:
     for group in outputs:
         group = [group] if isinstance(group, Tensor) else list(group)
         if not all(isinstance(t, Tensor) for t in group):
-            raise ConfigError("export onnx: forward_tensor must return tensors or (nested once) lists of tensors")
+            raise ConfigError("export onnx: the detector's forward_tensor must give tensors or lists of per-level "
+                              "tensors (single-stage dense detectors do); this one nests deeper (a two-stage "
+                              "detector's RoI stage needs post-processed proposals and is not exported)")
         flat.extend(group)
         lengths.append(len(group))
     return flat, lengths
