@@ -24,6 +24,7 @@ test_cfg = { score_thr = 0.05, nms = { type = "nms", iou_threshold = 0.5 }, max_
     (["+train_dataloader.num_workers=-1"], ["train_dataloader.num_workers", "at least 0"]),
     (["optimizer.lr=0"], ["optimizer.lr", "must be positive"]),
     (["+deterministic=1"], ["deterministic", "true or false"]),
+    (['+model.num_classes="three"'], ["model.num_classes", "must be an integer, got a string"]),
     (["+train_dataloader.on_bad_image=ignore"], ["train_dataloader.on_bad_image", "'error', 'skip'"]),
     (["+runner.max_iters=100"], ["runner.max_iters", "does not apply to runner.type = 'EpochBasedRunner'"]),
     (["runner={type = \"IterBasedRunner\", max_iters = 4, max_epochs = 1}"], ["runner.max_epochs", "does not apply"]),
@@ -121,3 +122,10 @@ def test_runner_built_in_python_checks_its_tables_too(tmp_path):
                            ({"runner": {"type": "EpochBasedRunner", "max_iters": 3}}, "runner.max_iters")):
         with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
             toy_runner(tmp_path / name, **settings)
+
+
+def test_a_value_the_component_rejects_names_the_component(toy_config, tmp_path, detcore):
+    result = detcore("train", toy_config, "--work-dir", tmp_path / "w", "--set", "+model.width=-3")
+    message = one_paragraph(result.err, "train")
+    assert result.code == 2 and "detectors:ToyDetector" in message and "width = -3" in message
+    assert "negative dimension" in message

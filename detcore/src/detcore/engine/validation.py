@@ -97,6 +97,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             check_int(table["base_batch_size"], "auto_scale_lr.base_batch_size", cfg, minimum=1)
     model = cfg.get("model")
     if isinstance(model, Mapping):
+        num_classes_entries(model, cfg=cfg)
         check_model_cfg_keys(model, cfg)
 
 
@@ -224,9 +225,9 @@ def _check_child(owner: Mapping[str, Any], route: tuple[str, str, str], value: A
 
 
 # -- num_classes ------------------------------------------------------------------------------------
-def num_classes_entries(model: Mapping[str, Any], path: str = "model") -> list[tuple[str, int]]:
-    """``(key path, value)`` of every ``num_classes`` in the model table, except class-agnostic
-    proposal heads (a ``type`` naming RPN)."""
+def num_classes_entries(model: Mapping[str, Any], path: str = "model", cfg: Any = None) -> list[tuple[str, int]]:
+    """``(key path, value)`` of every ``num_classes`` in the model table (each a positive integer),
+    except class-agnostic proposal heads (a ``type`` naming RPN)."""
     found: list[tuple[str, int]] = []
 
     def visit(node: Any, at: str) -> None:
@@ -234,8 +235,8 @@ def num_classes_entries(model: Mapping[str, Any], path: str = "model") -> list[t
             if "RPN" in str(node.get("type", "")).upper():
                 return
             for key, value in node.items():
-                if key == "num_classes" and isinstance(value, int) and not isinstance(value, bool):
-                    found.append((f"{at}.{key}", value))
+                if key == "num_classes":
+                    found.append((f"{at}.{key}", check_int(value, f"{at}.{key}", cfg, minimum=1)))
                 else:
                     visit(value, f"{at}.{key}")
         elif isinstance(node, list):
@@ -250,7 +251,7 @@ def check_num_classes(model: Any, classes: Sequence[str] | None, cfg: Any = None
     """Every ``num_classes`` of the model table equals the number of the training dataset's classes."""
     if not isinstance(model, Mapping) or not classes:
         return
-    for path, value in num_classes_entries(model):
+    for path, value in num_classes_entries(model, cfg=cfg):
         if value != len(classes):
             shown = ", ".join(list(classes)[:8]) + (" ..." if len(classes) > 8 else "")
             raise ConfigError(

@@ -13,6 +13,7 @@ from typing import Any
 from detcore.errors import (
     ComponentLoadError,
     ConfigError,
+    DetcoreError,
     DuplicateComponentError,
     UnknownComponentError,
 )
@@ -209,8 +210,14 @@ def build(kind: str, cfg: Any, **defaults: Any) -> Any:
     _check_kwargs(spec, target, kwargs)
     try:
         return target(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"Building {kind}:{spec.name} ({spec.target}) failed: {exc}") from exc
+    except DetcoreError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as exc:  # a value of a wrong type or range, found by the component
+        shown = ", ".join(f"{k} = {v!r}" for k, v in cfg.items() if not isinstance(v, (Mapping, list)))
+        raise ConfigError(
+            f"Building {kind}:{spec.name} ({spec.target}) from the table with {shown} failed: "
+            f"{type(exc).__name__}: {exc}. Check the types and ranges of that table's values."
+        ) from exc
 
 
 def _check_kwargs(spec: ComponentSpec, target: Any, kwargs: dict[str, Any]) -> None:
