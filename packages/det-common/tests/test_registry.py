@@ -29,6 +29,7 @@ CONFIGS = [
     ("losses", {"type": "DIoULoss"}),
     ("losses", {"type": "CIoULoss"}),
     ("losses", {"type": "BoundedIoULoss", "beta": 0.2}),
+    ("losses", {"type": "VarifocalLoss", "alpha": 0.75, "gamma": 2.0}),
     ("prior_generators", {"type": "AnchorGenerator", "strides": [8], "ratios": [1.0], "scales": [4]}),
     ("prior_generators", {"type": "MlvlPointGenerator", "strides": [8, 16]}),
     ("bbox_coders", {"type": "DeltaXYWHBBoxCoder", "target_stds": [0.1, 0.1, 0.2, 0.2]}),
@@ -56,5 +57,7 @@ def test_build_from_config(kind, cfg):
         target = torch.tensor([[1.0, 1.0, 11.0, 12.0]])
         if cfg["type"] in ("CrossEntropyLoss", "FocalLoss"):
             assert obj(torch.randn(4, 3), torch.tensor([0, 1, 2, 3])).item() > 0
+        elif cfg["type"] == "VarifocalLoss":  # IoU-aware targets in [0, 1]
+            assert obj(torch.randn(4, 3), torch.rand(4, 3)).item() > 0
         else:
             assert obj(pred, target).item() > 0

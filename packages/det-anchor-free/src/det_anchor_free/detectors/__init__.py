@@ -1,5 +1,6 @@
 """Detectors of the anchor-free family."""
 
 from det_anchor_free.detectors.fcos import FCOS
+from det_anchor_free.detectors.vfnet import VFNet
 
-__all__ = ["FCOS"]
+__all__ = ["FCOS", "VFNet"]

@@ -1,5 +1,6 @@
 """Dense heads of the anchor-free family."""
 
 from det_anchor_free.heads.fcos_head import FCOSHead
+from det_anchor_free.heads.vfnet_head import VFNetHead
 
-__all__ = ["FCOSHead"]
+__all__ = ["FCOSHead", "VFNetHead"]

@@ -85,14 +85,19 @@ class AnchorFreeHead(BaseDenseHead):
                 normal_init(module, std=0.01)
         normal_init(self.conv_cls, std=0.01, bias=bias_init_with_prob(0.01))
 
-    def tower_outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(cls_score, bbox_pred, cls_feat, reg_feat) of one level: subclasses branch off the tower features."""
+    def tower_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(cls_feat, reg_feat): one level through the ``cls_convs`` and ``reg_convs`` towers."""
         cls_feat = x
         for conv in self.cls_convs:
             cls_feat = conv(cls_feat)
         reg_feat = x
         for conv in self.reg_convs:
             reg_feat = conv(reg_feat)
+        return cls_feat, reg_feat
+
+    def tower_outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(cls_score, bbox_pred, cls_feat, reg_feat) of one level: subclasses branch off the tower features."""
+        cls_feat, reg_feat = self.tower_features(x)
         return self.conv_cls(cls_feat), self.conv_reg(reg_feat), cls_feat, reg_feat
 
     def forward_single(self, x: Tensor, level: int) -> tuple[Tensor, ...]:

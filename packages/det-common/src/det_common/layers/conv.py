@@ -31,14 +31,12 @@ class ConvWS2d(nn.Conv2d):
         return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class DeformConv2dPack(nn.Module):
-    """Deformable conv v1 (Dai et al. 2017) that predicts its own offsets with ``conv_offset``.
+class DeformConv2d(nn.Module):
+    """Deformable conv v1 (Dai et al. 2017) whose sampling offsets are given to ``forward``.
 
-    Parameter names follow MMCV (``weight``, ``conv_offset.weight``) so DCN checkpoints load;
-    ``conv_offset`` starts at zero so the layer starts as a plain convolution.
+    Heads that compute their offsets from their own predictions use it: VarifocalNet's star-shaped
+    box features, RepPoints' point sets. ``weight`` (and ``bias``) are named as in MMCV's ``DeformConv2d``.
     """
-
-    _modulated = False
 
     def __init__(
         self,
@@ -67,6 +65,33 @@ class DeformConv2dPack(nn.Module):
         self.deform_groups = deform_groups
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform init of the weight in +-1/sqrt(fan_in) like MMCV, zero bias."""
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``offset``: (N, 2 * deform_groups * kh * kw, H', W') as (dy, dx) per kernel position, row-major."""
+        return ops.deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask=mask)
+
+
+class DeformConv2dPack(DeformConv2d):
+    """Deformable conv v1 (Dai et al. 2017) that predicts its own offsets with ``conv_offset``.
+
+    Parameter names follow MMCV (``weight``, ``conv_offset.weight``) so DCN checkpoints load;
+    ``conv_offset`` starts at zero so the layer starts as a plain convolution.
+    """
+
+    _modulated = False
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], *args: Any,
+                 deform_groups: int = 1, **kwargs: Any) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, *args, deform_groups=deform_groups, **kwargs)
         per_position = 3 if self._modulated else 2
         self.conv_offset = nn.Conv2d(
             in_channels,
@@ -77,15 +102,6 @@ class DeformConv2dPack(nn.Module):
             dilation=self.dilation,
             bias=True,
         )
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Uniform init of the main weight like MMCV; zero offsets (and 0.5 masks for DCNv2)."""
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in)
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 
@@ -93,11 +109,9 @@ class DeformConv2dPack(nn.Module):
         """Sampling offsets (and DCNv2 modulation masks) predicted from ``x``."""
         return self.conv_offset(x), None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         offset, mask = self.offset_and_mask(x)
-        return ops.deform_conv2d(
-            x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask=mask
-        )
+        return super().forward(x, offset, mask)
 
 
 class ModulatedDeformConv2dPack(DeformConv2dPack):
