@@ -85,16 +85,6 @@ class FastRCNN(TwoStageDetector):
         super().__init__(backbone, neck, None, roi_head, train_cfg, test_cfg)
 
 
-class MaskRCNN(TwoStageDetector):
-    """Mask R-CNN (He et al. 2017): Faster R-CNN whose RoI head also predicts a mask per detection."""
-
-    def __init__(
-        self,
-        backbone: dict[str, Any],
-        rpn_head: dict[str, Any],
-        roi_head: dict[str, Any],
-        neck: dict[str, Any] | None = None,
-        train_cfg: dict[str, Any] | None = None,
-        test_cfg: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(backbone, neck, rpn_head, roi_head, train_cfg, test_cfg)
+class MaskRCNN(FasterRCNN):
+    """Mask R-CNN (He et al. 2017): Faster R-CNN whose RoI head also predicts a mask per detection
+    (the mask branch is configured in ``roi_head``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import torch
@@ -55,15 +56,16 @@ class DensePriors:
 
     per_level: list[Tensor]
 
-    @property
+    @cached_property
     def flat(self) -> Tensor:
+        """(P, 4) or (P, 2): every level's priors, level after level."""
         return torch.cat(self.per_level)
 
     @property
     def num_per_level(self) -> list[int]:
         return [int(p.shape[0]) for p in self.per_level]
 
-    @property
+    @cached_property
     def level_ids(self) -> Tensor:
         """(P,) level index of every prior."""
         device = self.per_level[0].device
