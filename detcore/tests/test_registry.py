@@ -146,17 +146,18 @@ class FocalCost:
 
 
 def test_a_family_introduces_a_kind_with_no_kernel_edit(fake_dist):
+    # a kind no real family declares, so that installed families do not change the listing
     from detcore.registry import describe_kind, kinds
 
-    fake_dist("det-fake-detr", entry_points={"detcore.match_costs": {"FocalCost": "fake_cost:FocalCost"}},
+    fake_dist("det-fake-detr", entry_points={"detcore.toy_match_costs": {"FocalCost": "fake_cost:FocalCost"}},
               files={"fake_cost.py": COST_SRC})
-    assert "match_costs" in kinds()
-    assert describe_kind("match_costs") == "declared by det-fake-detr"
-    assert [(s.kind, s.name, s.distribution) for s in components("match_costs")] == [
-        ("match_costs", "FocalCost", "det-fake-detr")]
-    assert build("match_costs", {"type": "FocalCost", "weight": 2.0}).weight == 2.0
-    with pytest.raises(UnknownComponentError, match="Unknown match_costs component 'FocalCst'"):
-        build("match_costs", {"type": "FocalCst"})
+    assert "toy_match_costs" in kinds()
+    assert describe_kind("toy_match_costs") == "declared by det-fake-detr"
+    assert [(s.kind, s.name, s.distribution) for s in components("toy_match_costs")] == [
+        ("toy_match_costs", "FocalCost", "det-fake-detr")]
+    assert build("toy_match_costs", {"type": "FocalCost", "weight": 2.0}).weight == 2.0
+    with pytest.raises(UnknownComponentError, match="Unknown toy_match_costs component 'FocalCst'"):
+        build("toy_match_costs", {"type": "FocalCst"})
 
 
 def test_unknown_kind_names_the_known_kinds_including_new_ones(fake_dist):
@@ -187,25 +188,25 @@ def test_configs_plugins_and_ops_groups_are_not_kinds(fake_dist):
 def test_catalog_kind_without_installed_provider_still_hints(fake_dist, monkeypatch):
     from detcore.registry import describe_kind, kinds, registry
 
-    monkeypatch.setattr(registry, "_catalog", lambda: {"semantic_heads": {"FusedSemanticHead": "det-fancy"}})
-    assert "semantic_heads" in kinds()
-    assert describe_kind("semantic_heads") == "provided by det-fancy (not installed)"
-    assert components("semantic_heads") == []
+    monkeypatch.setattr(registry, "_catalog", lambda: {"toy_semantic_heads": {"FusedSemanticHead": "det-fancy"}})
+    assert "toy_semantic_heads" in kinds()
+    assert describe_kind("toy_semantic_heads") == "provided by det-fancy (not installed)"
+    assert components("toy_semantic_heads") == []
     with pytest.raises(UnknownComponentError, match="pip install det-fancy"):
-        resolve("semantic_heads", "FusedSemanticHead")
+        resolve("toy_semantic_heads", "FusedSemanticHead")
 
 
 def test_cli_lists_a_new_kind_without_importing_torch(tmp_path, dist_writer):
     site = dist_writer(tmp_path / "site", "det-fake-detr",
-                       entry_points={"detcore.match_costs": {"FocalCost": "fake_cost:FocalCost"}},
+                       entry_points={"detcore.toy_match_costs": {"FocalCost": "fake_cost:FocalCost"}},
                        files={"fake_cost.py": "raise SystemExit('component imported')\n"})
     (listed, kind_rows), torch_imported = list_in_subprocess(
-        site, ["--kind", "match_costs", "--json"], ["--kinds", "--json"])
+        site, ["--kind", "toy_match_costs", "--json"], ["--kinds", "--json"])
     assert not torch_imported
     assert [(r["kind"], r["name"], r["distribution"]) for r in listed] == [
-        ("match_costs", "FocalCost", "det-fake-detr")]
-    row = next(r for r in kind_rows if r["kind"] == "match_costs")
-    assert row == {"kind": "match_costs", "components": 1, "description": "declared by det-fake-detr"}
+        ("toy_match_costs", "FocalCost", "det-fake-detr")]
+    row = next(r for r in kind_rows if r["kind"] == "toy_match_costs")
+    assert row == {"kind": "toy_match_costs", "components": 1, "description": "declared by det-fake-detr"}
 
 
 def test_cli_unknown_kind_is_a_named_error(cli):
