@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from det_common.parity import fixture_detections, load_fixture, match_rate
+from detcore.engine.checkpoint import compare_state
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "mmdet-refs"
 
@@ -27,6 +28,9 @@ def test_mmdetection_2_and_3_layouts_load(loaded):
         model.rpn_head.rpn_cls.weight.zero_()
     model.load_state_dict(mmdet2, strict=True)
     torch.testing.assert_close(model.rpn_head.rpn_cls.weight, mmdet3["bbox_head.rpn_cls.weight"])
+    for layout in (mmdet2, mmdet3):  # what init_detector, test and infer check before loading
+        report, usable = compare_state(model, layout)
+        assert report.fits and len(usable) == len(mmdet3)
 
 
 def test_proposals_match_mmdetection(loaded):

@@ -77,7 +77,11 @@ class LoadReport:
 
 
 def compare_state(model: nn.Module, state: Mapping[str, Any]) -> tuple[LoadReport, dict[str, Any]]:
-    """How ``state`` fits ``model``: the report and the tensors that can be loaded."""
+    """How ``state`` fits ``model``: the report and the tensors that can be loaded. A model with an
+    ``adapt_state_dict(state)`` method (e.g. one reading an older parameter layout) renames first."""
+    adapt = getattr(model, "adapt_state_dict", None)
+    if callable(adapt):
+        state = adapt(state)
     own = model.state_dict()
     report = LoadReport()
     usable = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from torch import Tensor
 
@@ -37,6 +37,14 @@ class RPN(BaseDetector):
             "dense_heads", rpn_head, train_cfg=self.train_cfg.get("rpn"), test_cfg=self.test_cfg.get("rpn")
         )
         self._register_load_state_dict_pre_hook(_read_mmdet3_rpn_layout)
+
+    @staticmethod
+    def adapt_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """MMDetection 3's layout read as ours: ``bbox_head.*`` keys become ``rpn_head.*`` (detcore's
+        checkpoint loading calls this before comparing keys; ``load_state_dict`` does it through a pre-hook)."""
+        renamed = dict(state)
+        _read_mmdet3_rpn_layout(renamed, "")
+        return renamed
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         return self.rpn_head.loss(self.extract_feat(batch.images), batch)
