@@ -52,6 +52,7 @@ class FCOSHead(AnchorFreeHead):
         conv_bias: bool | str = "auto",
         conv_cfg: Mapping[str, Any] | None = None,
         norm_cfg: Mapping[str, Any] | None = _NORM,
+        dcn_on_last_conv: bool = False,
         point_offset: float = 0.5,
         bbox_coder: Mapping[str, Any] = _CODER,
         loss_cls: Mapping[str, Any] = _LOSS_CLS,
@@ -73,7 +74,8 @@ class FCOSHead(AnchorFreeHead):
         self.centerness_fusion = fusion
         super().__init__(
             num_classes, in_channels, feat_channels=feat_channels, stacked_convs=stacked_convs, strides=strides,
-            conv_bias=conv_bias, conv_cfg=conv_cfg, norm_cfg=norm_cfg, point_offset=point_offset,
+            conv_bias=conv_bias, conv_cfg=conv_cfg, norm_cfg=norm_cfg, dcn_on_last_conv=dcn_on_last_conv,
+            point_offset=point_offset,
             bbox_coder=bbox_coder, loss_cls=loss_cls, loss_bbox=loss_bbox, train_cfg=train_cfg, test_cfg=test_cfg,
         )
         self.loss_centerness = build("losses", loss_centerness)

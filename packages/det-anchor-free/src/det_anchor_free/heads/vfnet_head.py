@@ -16,9 +16,7 @@ from torch import Tensor, nn
 from det_anchor_free.heads.fcos_head import FCOSHead
 from det_common.bbox import bbox_overlaps
 from det_common.heads import AnchorFreeHead, DenseOutputs, DensePriors, DenseTargets, flatten_levels
-from det_common.layers import (
-    ConvModule, DeformConv2d, DeformConv2dPack, Scale, bias_init_with_prob, conv_tower, normal_init,
-)
+from det_common.layers import ConvModule, DeformConv2d, Scale, bias_init_with_prob, normal_init
 from det_common.priors import anchor_inside_flags
 from detcore.engine.dist import all_reduce_mean
 from detcore.errors import ConfigError
@@ -105,11 +103,11 @@ class VFNetHead(FCOSHead):
         self.sync_num_pos = sync_num_pos
         self.use_vfl = use_vfl
         self.use_atss = use_atss
-        self.dcn_on_last_conv = dcn_on_last_conv
         super().__init__(
             num_classes, in_channels, feat_channels=feat_channels, stacked_convs=stacked_convs, strides=strides,
             regress_ranges=regress_ranges, center_sampling=center_sampling,
             center_sample_radius=center_sample_radius, conv_bias=conv_bias, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
+            dcn_on_last_conv=dcn_on_last_conv,
             # ATSS's anchors are centred on the points: both at anchor_generator.center_offset
             point_offset=float(anchor_generator.get("center_offset", 0.0)) if use_atss else 0.5,
             bbox_coder=bbox_coder, loss_cls=loss_cls if use_vfl else loss_cls_fl, loss_bbox=loss_bbox,
@@ -124,15 +122,11 @@ class VFNetHead(FCOSHead):
 
     # -- layers -----------------------------------------------------------------------------
     def _init_layers(self) -> None:
-        def tower() -> nn.ModuleList:
-            return conv_tower(self.in_channels, self.feat_channels, self.stacked_convs, self.conv_cfg,
-                              self.norm_cfg, bias=self.conv_bias, dcn_on_last_conv=self.dcn_on_last_conv)
-
         def star_dconv() -> DeformConv2d:
             return DeformConv2d(self.feat_channels, self.feat_channels, _STAR_KERNEL, padding=_STAR_KERNEL // 2)
 
-        self.cls_convs = tower()
-        self.reg_convs = tower()
+        self.cls_convs = self._conv_tower()
+        self.reg_convs = self._conv_tower()
         self.relu = nn.ReLU()
         self.vfnet_reg_conv = ConvModule(self.feat_channels, self.feat_channels, 3, padding=1, bias=self.conv_bias,
                                          conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg)
@@ -145,15 +139,9 @@ class VFNetHead(FCOSHead):
         self.vfnet_cls = nn.Conv2d(self.feat_channels, self.cls_out_channels, 3, padding=1)
 
     def init_weights(self) -> None:
-        """Normal(0, 0.01) convs, ``vfnet_cls`` bias for a 0.01 prior; deformable convs keep their uniform
-        init and a DCN tower conv its zero offsets."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                normal_init(module, std=0.01)
-        for module in self.modules():
-            if isinstance(module, DeformConv2dPack):
-                nn.init.zeros_(module.conv_offset.weight)
-                nn.init.zeros_(module.conv_offset.bias)
+        """Normal(0, 0.01) convs (the star deformable convs keep their uniform init), ``vfnet_cls`` bias for
+        a 0.01 prior."""
+        self.init_conv_weights()
         normal_init(self.vfnet_cls, std=0.01, bias=bias_init_with_prob(0.01))
 
     # -- forward ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import Tensor, nn
 
-from det_common.layers import ConvModule, bias_init_with_prob, normal_init
+from det_common.layers import DeformConv2dPack, bias_init_with_prob, conv_tower, normal_init
 
 from det_common.heads.base_dense_head import BaseDenseHead
 
@@ -21,7 +21,8 @@ class AnchorFreeHead(BaseDenseHead):
     Subclasses define how points become targets (``get_targets_single``: FCOS, FoveaBox, ...).
 
     ``conv_bias="auto"`` gives the tower convs a bias only without a norm (torchvision's FCOS
-    keeps the bias under its GroupNorm: set True). ``point_offset`` places the points at
+    keeps the bias under its GroupNorm: set True); ``dcn_on_last_conv`` makes each tower's last conv a
+    modulated deformable one (the DCN rows of FCOS and VarifocalNet). ``point_offset`` places the points at
     ``(k + offset) * stride``: 0.5 (cell centers) in MMDetection v2, 0 in torchvision's FCOS.
     """
 
@@ -35,6 +36,7 @@ class AnchorFreeHead(BaseDenseHead):
         conv_bias: bool | str = "auto",
         conv_cfg: Mapping[str, Any] | None = None,
         norm_cfg: Mapping[str, Any] | None = None,
+        dcn_on_last_conv: bool = False,
         point_offset: float = 0.5,
         bbox_coder: Mapping[str, Any] = _DEFAULT_CODER,
         loss_cls: Mapping[str, Any] = _DEFAULT_LOSS_CLS,
@@ -47,6 +49,7 @@ class AnchorFreeHead(BaseDenseHead):
         self.conv_bias = conv_bias
         self.conv_cfg = conv_cfg
         self.norm_cfg = norm_cfg
+        self.dcn_on_last_conv = dcn_on_last_conv
         points = {"type": "MlvlPointGenerator", "strides": self.strides, "offset": point_offset}
         super().__init__(
             num_classes, in_channels, feat_channels, points, bbox_coder, loss_cls, loss_bbox,
@@ -57,20 +60,8 @@ class AnchorFreeHead(BaseDenseHead):
 
     # -- layers -----------------------------------------------------------------------------
     def _conv_tower(self) -> nn.ModuleList:
-        convs = nn.ModuleList()
-        for i in range(self.stacked_convs):
-            convs.append(
-                ConvModule(
-                    self.in_channels if i == 0 else self.feat_channels,
-                    self.feat_channels,
-                    3,
-                    padding=1,
-                    bias=self.conv_bias,
-                    conv_cfg=self.conv_cfg,
-                    norm_cfg=self.norm_cfg,
-                )
-            )
-        return convs
+        return conv_tower(self.in_channels, self.feat_channels, self.stacked_convs, self.conv_cfg, self.norm_cfg,
+                          bias=self.conv_bias, dcn_on_last_conv=self.dcn_on_last_conv)
 
     def _init_layers(self) -> None:
         self.cls_convs = self._conv_tower()
@@ -79,11 +70,19 @@ class AnchorFreeHead(BaseDenseHead):
         self.conv_reg = nn.Conv2d(self.feat_channels, self.box_dim, 3, padding=1)
 
     def init_weights(self) -> None:
-        """Normal(0, 0.01) convs with zero bias; ``conv_cls`` bias for a 0.01 foreground prior."""
+        """``init_conv_weights``, then the ``conv_cls`` bias for a 0.01 foreground prior."""
+        self.init_conv_weights()
+        normal_init(self.conv_cls, std=0.01, bias=bias_init_with_prob(0.01))
+
+    def init_conv_weights(self) -> None:
+        """Normal(0, 0.01) convs with zero bias; deformable tower convs keep their zero offsets."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 normal_init(module, std=0.01)
-        normal_init(self.conv_cls, std=0.01, bias=bias_init_with_prob(0.01))
+        for module in self.modules():
+            if isinstance(module, DeformConv2dPack):
+                nn.init.zeros_(module.conv_offset.weight)
+                nn.init.zeros_(module.conv_offset.bias)
 
     def tower_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(cls_feat, reg_feat): one level through the ``cls_convs`` and ``reg_convs`` towers."""
