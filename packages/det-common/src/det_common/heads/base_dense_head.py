@@ -135,14 +135,23 @@ class BaseDenseHead(DenseHead):
         self, outs: DenseOutputs, priors: DensePriors, targets: DenseTargets, batch: Batch
     ) -> dict[str, Tensor]:
         """Classification loss over every weighted prior and box loss over the positives, both averaged
-        by ``targets.avg_factor``."""
+        by ``targets.avg_factor``. Losses whose statistics depend on what one call sees (GHM's gradient
+        density: their ``per_level`` is True) are called once per pyramid level, as MMDetection does, and summed."""
         cls = flatten_levels(outs.cls_scores, self.cls_out_channels).reshape(-1, self.cls_out_channels)
         reg = flatten_levels(outs.bbox_preds, self.box_dim).reshape(-1, self.box_dim)
-        loss_cls = self.loss_cls(cls, targets.labels, targets.label_weights, avg_factor=targets.avg_factor)
         if self.reg_decoded_bbox:
             reg = self.bbox_coder.decode(priors.flat.repeat(len(batch.metas), 1), reg)
-        loss_bbox = self.loss_bbox(reg, targets.bbox_targets, targets.bbox_weights, avg_factor=targets.avg_factor)
-        return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}
+        per_level = getattr(self.loss_cls, "per_level", False) or getattr(self.loss_bbox, "per_level", False)
+        splits = level_rows(priors, len(batch.metas)) if per_level else [slice(None)]
+        losses = {"loss_cls": cls.new_zeros(()), "loss_bbox": reg.new_zeros(())}
+        for rows in splits:
+            losses["loss_cls"] = losses["loss_cls"] + self.loss_cls(
+                cls[rows], targets.labels[rows], targets.label_weights[rows], avg_factor=targets.avg_factor
+            )
+            losses["loss_bbox"] = losses["loss_bbox"] + self.loss_bbox(
+                reg[rows], targets.bbox_targets[rows], targets.bbox_weights[rows], avg_factor=targets.avg_factor
+            )
+        return losses
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, feats: Sequence[Tensor], metas: Sequence[ImageMeta], rescale: bool = True) -> list[Instances]:
@@ -217,3 +226,15 @@ class BaseDenseHead(DenseHead):
             rescale=rescale,
         )
         return result
+
+
+def level_rows(priors: DensePriors, num_images: int) -> list[Tensor]:
+    """Per pyramid level, the rows of a batch's flattened per-prior tensors (image after image) on that level."""
+    total = sum(priors.num_per_level)
+    device = priors.per_level[0].device
+    images = torch.arange(num_images, device=device)[:, None] * total
+    rows, start = [], 0
+    for count in priors.num_per_level:
+        rows.append((images + start + torch.arange(count, device=device)[None]).flatten())
+        start += count
+    return rows
