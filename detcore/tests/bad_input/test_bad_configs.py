@@ -78,7 +78,9 @@ def test_validation_helpers_directly(toys):
     # a component that declares nothing is not checked (heads opt in)
     check_model_cfg_keys({"type": "ToyDetector", "train_cfg": {"anything": 1}})
     # proposal heads are class-agnostic: their num_classes is not the dataset's
-    nested = {"rpn_head": {"type": "RPNHead", "num_classes": 1}, "roi_head": {"bbox_head": [{"num_classes": 3}]}}
+    # and semantic heads count stuff classes too (HTC: COCO-stuff's 183)
+    nested = {"rpn_head": {"type": "RPNHead", "num_classes": 1}, "roi_head": {
+        "bbox_head": [{"num_classes": 3}], "semantic_head": {"type": "FusedSemanticHead", "num_classes": 183}}}
     assert num_classes_entries(nested) == [("model.roi_head.bbox_head[0].num_classes", 3)]
 
 

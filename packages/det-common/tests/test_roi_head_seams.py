@@ -74,3 +74,30 @@ def test_a_mask_loss_extension_sees_outputs_and_targets_and_joins_the_losses():
     losses = head.loss(feats, proposals, batch)
     assert set(losses) == {"loss_cls", "loss_bbox", "acc", "loss_mask", "loss_extra"}
     assert losses["loss_extra"].requires_grad
+
+
+class ShiftedFeaturesHead(StandardRoIHead):
+    """HTC-like: something is added to the pooled RoI features of both branches (only the feature seams change)."""
+
+    def bbox_roi_feats(self, stage, feats, rois):
+        return super().bbox_roi_feats(stage, feats, rois) + 1.0
+
+    def mask_roi_feats(self, stage, feats, rois):
+        return super().mask_roi_feats(stage, feats, rois) - 1.0
+
+
+def test_the_roi_feature_seams_feed_both_heads_and_the_mask_tower_splits_in_two():
+    torch.manual_seed(0)
+    plain = StandardRoIHead(EXTRACTOR, BOX_HEAD, mask_roi_extractor=EXTRACTOR, mask_head=MASK_HEAD)
+    shifted = ShiftedFeaturesHead(EXTRACTOR, BOX_HEAD, mask_roi_extractor=EXTRACTOR, mask_head=MASK_HEAD)
+    shifted.load_state_dict(plain.state_dict())
+    feats, proposals, _ = inputs()
+    rois = torch.cat([torch.zeros(40, 1), proposals[0].boxes], dim=1)
+    pooled = plain.bbox_roi_extractor(feats, rois)
+    box = shifted.bbox_forward(0, feats, rois)
+    torch.testing.assert_close(box.roi_feats, pooled + 1.0)
+    torch.testing.assert_close(box.cls_score, plain.bbox_head(pooled + 1.0)[0])
+    mask = shifted.mask_forward(0, feats, rois)
+    torch.testing.assert_close(mask.logits, plain.mask_head(pooled - 1.0))
+    head = plain.mask_head
+    torch.testing.assert_close(head.logits(head.conv_feats(pooled)), head(pooled))

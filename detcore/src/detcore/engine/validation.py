@@ -227,12 +227,14 @@ def _check_child(owner: Mapping[str, Any], route: tuple[str, str, str], value: A
 # -- num_classes ------------------------------------------------------------------------------------
 def num_classes_entries(model: Mapping[str, Any], path: str = "model", cfg: Any = None) -> list[tuple[str, int]]:
     """``(key path, value)`` of every ``num_classes`` in the model table (each a positive integer),
-    except class-agnostic proposal heads (a ``type`` naming RPN)."""
+    except class-agnostic proposal heads (a ``type`` naming RPN) and semantic heads (a ``type`` naming
+    Semantic: HTC's also count stuff classes, COCO-stuff's 183)."""
     found: list[tuple[str, int]] = []
 
     def visit(node: Any, at: str) -> None:
         if isinstance(node, Mapping):
-            if "RPN" in str(node.get("type", "")).upper():
+            kind = str(node.get("type", "")).upper()
+            if "RPN" in kind or "SEMANTIC" in kind:
                 return
             for key, value in node.items():
                 if key == "num_classes":

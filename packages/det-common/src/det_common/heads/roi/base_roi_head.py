@@ -132,16 +132,23 @@ class BaseRoIHead(RoIHead):
     # -- forward pieces -------------------------------------------------------------------
     def bbox_forward(self, stage: int, feats: Sequence[Tensor], rois: Tensor) -> BoxForward:
         """Stage ``stage``'s class logits and box deltas for RoIs (K, 5)."""
-        roi_feats = at_stage(self.bbox_roi_extractor, stage)(feats, rois)
+        roi_feats = self.bbox_roi_feats(stage, feats, rois)
         cls_score, bbox_pred = at_stage(self.bbox_head, stage)(roi_feats)
         return BoxForward(cls_score, bbox_pred, roi_feats)
 
+    def bbox_roi_feats(self, stage: int, feats: Sequence[Tensor], rois: Tensor) -> Tensor:
+        """The pooled features (K, C, S, S) stage ``stage``'s box head sees (HTC adds semantic features here)."""
+        return at_stage(self.bbox_roi_extractor, stage)(feats, rois)
+
     def mask_forward(self, stage: int, feats: Sequence[Tensor], rois: Tensor) -> MaskForward:
-        """Stage ``stage``'s mask logits for RoIs (K, 5) (the box extractor pools when none is given for masks)."""
-        extractor = self.bbox_roi_extractor if self.mask_roi_extractor is None else self.mask_roi_extractor
-        extractor = at_stage(extractor, stage)
-        roi_feats = extractor(feats, rois)
+        """Stage ``stage``'s mask logits for RoIs (K, 5)."""
+        roi_feats = self.mask_roi_feats(stage, feats, rois)
         return MaskForward(at_stage(self.mask_head, stage)(roi_feats), roi_feats)
+
+    def mask_roi_feats(self, stage: int, feats: Sequence[Tensor], rois: Tensor) -> Tensor:
+        """The pooled features stage ``stage``'s mask head sees (the box extractor pools when none is given for masks)."""
+        extractor = self.bbox_roi_extractor if self.mask_roi_extractor is None else self.mask_roi_extractor
+        return at_stage(extractor, stage)(feats, rois)
 
     def regress(self, stage: int, rois: Tensor, labels: Tensor, bbox_pred: Tensor, meta: ImageMeta) -> Tensor:
         """Boxes (K, 4) of one image's RoIs (K, 5) moved by stage ``stage``'s deltas for ``labels``."""

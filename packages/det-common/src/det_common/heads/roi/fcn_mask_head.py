@@ -69,9 +69,17 @@ class FCNMaskHead(MaskHead):
                 nn.init.constant_(module.bias, 0.0)
 
     def forward(self, roi_feats: Tensor) -> Tensor:
+        return self.logits(self.conv_feats(roi_feats))
+
+    def conv_feats(self, roi_feats: Tensor) -> Tensor:
+        """The ``convs`` tower's output (K, C, S, S), before upsampling (HTC passes it to the next stage)."""
         x = roi_feats
         for conv in self.convs:
             x = conv(x)
+        return x
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Mask logits (K, num_classes or 1, 2S, 2S) of the tower's features: upsample, then ``conv_logits``."""
         if self.upsample is not None:
             x = F.relu(self.upsample(x))
         else:
