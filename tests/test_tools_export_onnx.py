@@ -24,6 +24,7 @@ def test_export_onnx_matches_detcore(trained_shapes, tmp_path, capsys):
                  "--shape", "96", "96", "--verify", str(images[0])])
     assert code == 0 and out.is_file()
     verify = json.loads(capsys.readouterr().out.splitlines()[-1])
+    print(json.dumps(verify))  # -s shows the measured differences
     assert verify["max_box_diff"] <= 1e-3 and verify["max_score_diff"] <= 1e-4
 
     model = init_detector(str(trained_shapes.config_file), trained_shapes.checkpoint)
