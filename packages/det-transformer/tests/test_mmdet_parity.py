@@ -9,7 +9,8 @@ import pytest
 from det_common.parity import fixture_detections, load_fixture, loss_mismatches, match_rate
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "mmdet-refs"
-CONFIGS = ["detr_r50_8x2_150e_coco"]
+CONFIGS = ["detr_r50_8x2_150e_coco", "deformable_detr_r50_16x2_50e_coco", "deformable_detr_refine_r50_16x2_50e_coco",
+           "deformable_detr_twostage_refine_r50_16x2_50e_coco"]
 
 
 @pytest.fixture(scope="module", params=CONFIGS)
