@@ -1,5 +1,5 @@
-"""VarifocalNet against MMDetection 3.3: the fixture's seeded weights through our config of the same name give
-MMDetection's detections (>= 99% matched) and its three losses (within 1e-4 relative)."""
+"""VarifocalNet and FoveaBox against MMDetection 3.3: each fixture's seeded weights through our config of the same
+name give MMDetection's detections (>= 99% matched) and its losses (within 1e-4 relative)."""
 
 from pathlib import Path
 
@@ -8,22 +8,23 @@ import pytest
 from det_common.parity import fixture_detections, load_fixture, loss_mismatches, match_rate
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "mmdet-refs"
+CONFIGS = ["vfnet_r50_fpn_1x_coco", "fovea_r50_fpn_4x4_1x_coco"]
 
 
-@pytest.fixture(scope="module")
-def loaded():
-    """(model, fixture), built once for both tests."""
-    fixture, model = load_fixture(FIXTURES / "vfnet_r50_fpn_1x_coco")
+@pytest.fixture(scope="module", params=CONFIGS)
+def loaded(request):
+    """(model, fixture), built once per config for both tests."""
+    fixture, model = load_fixture(FIXTURES / request.param)
     return model, fixture
 
 
-def test_vfnet_detections_match_mmdetection(loaded):
+def test_detections_match_mmdetection(loaded):
     model, fixture = loaded
     reference = fixture.detections()
     assert len(reference) == 100 and match_rate(reference, fixture_detections(model, fixture)) >= 0.99
 
 
-def test_vfnet_losses_match_mmdetection(loaded):
+def test_losses_match_mmdetection(loaded):
     model, fixture = loaded
     mismatches = loss_mismatches(model, fixture)
     assert mismatches == {}, f"(ours, mmdet's) per loss: {mismatches}"
