@@ -150,3 +150,13 @@ def test_predictions_are_in_original_pixels() -> None:
         assert len(r) == len(o) > 0 and r.image_size == (96, 128) and o.image_size == (48, 64)
         torch.testing.assert_close(o.boxes, r.boxes / 2.0)
         assert bool((r.scores[:-1] >= r.scores[1:]).all())
+
+
+def test_fcos_targets_and_focal_loss_without_atss_and_vfl() -> None:
+    """The paper's ablations: FCOS's assignment (points at cell centres) and the focal loss instead of VFL."""
+    head = small_head(use_atss=False, use_vfl=False, train_cfg=None)
+    assert head.prior_generator.offset == 0.5 and type(head.loss_cls).__name__ == "FocalLoss"
+    batch = synthetic_batch(torch.Generator().manual_seed(1), num_images=1, size=(64, 64), num_classes=2)
+    losses = head.loss([torch.randn(1, 32, 8, 8), torch.randn(1, 32, 4, 4)], batch)
+    assert set(losses) == {"loss_cls", "loss_bbox", "loss_bbox_rf"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
