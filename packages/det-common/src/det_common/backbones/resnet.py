@@ -244,8 +244,8 @@ class ResNet(Backbone):
         stage_out: list[int] = []
         for i, num_blocks in enumerate(self.stage_blocks):
             planes = base_channels * 2**i
-            layer = make_res_layer(
-                block, inplanes, planes, num_blocks, stride=strides[i], dilation=dilations[i], avg_down=avg_down,
+            layer = self.make_stage(
+                i, block, inplanes, planes, num_blocks, stride=strides[i], dilation=dilations[i], avg_down=avg_down,
                 conv_cfg=conv_cfg, norm_cfg=self.norm_cfg, style=style, with_cp=with_cp,
                 dcn=dcn if stage_with_dcn[i] else None, groups=groups, base_width=base_width,
             )
@@ -261,6 +261,10 @@ class ResNet(Backbone):
         if pretrained is not None:
             self.load_report = load_pretrained(self, pretrained, prefix="backbone.")
         self._freeze_stages()
+
+    def make_stage(self, index: int, block: type[nn.Module], *args: Any, **kwargs: Any) -> nn.Sequential:
+        """Stage ``index`` (0-based): ``make_res_layer``'s blocks (DetectoRS changes its blocks here)."""
+        return make_res_layer(block, *args, **kwargs)
 
     def _make_stem(self, conv_cfg: Mapping[str, Any] | None, in_channels: int, stem_channels: int) -> None:
         if self.deep_stem:

@@ -12,6 +12,8 @@ from torch.nn.modules.utils import _pair
 
 from detcore import ops
 
+from det_common.layers.sac import ConvAWS2d, SAConv2d
+
 
 class ConvWS2d(nn.Conv2d):
     """Conv2d with weight standardization (Qiao et al. 2019): each filter is centered and scaled to unit std."""
@@ -134,6 +136,8 @@ CONV_LAYERS: dict[str, type[nn.Module]] = {
     "ConvWS": ConvWS2d,
     "DCN": DeformConv2dPack,
     "DCNv2": ModulatedDeformConv2dPack,
+    "ConvAWS": ConvAWS2d,
+    "SAC": SAConv2d,
 }
 
 
