@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from torch import nn
+from torch import Tensor, nn
 
 from det_common.layers.conv_module import ConvModule
 
@@ -31,3 +31,13 @@ def conv_tower(
             )
         )
     return convs
+
+
+def forward_towers(x: Tensor, cls_convs: nn.ModuleList, reg_convs: nn.ModuleList) -> tuple[Tensor, Tensor]:
+    """(cls_feat, reg_feat): ``x`` through the classification and the regression tower."""
+    cls_feat, reg_feat = x, x
+    for conv in cls_convs:
+        cls_feat = conv(cls_feat)
+    for conv in reg_convs:
+        reg_feat = conv(reg_feat)
+    return cls_feat, reg_feat

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from det_common.bbox import bbox_overlaps
 from det_common.heads import AnchorHead, DenseOutputs, DensePriors, DenseTargets, flatten_levels
-from det_common.layers import Scale, bias_init_with_prob, conv_tower, normal_init
+from det_common.layers import Scale, bias_init_with_prob, conv_tower, forward_towers, normal_init
 from det_single_stage.layers import Integral
 from detcore.registry import build
 from detcore.structures import Batch
@@ -91,18 +91,9 @@ class GFLHead(AnchorHead):
         super().init_weights()
         normal_init(self.gfl_cls, std=0.01, bias=bias_init_with_prob(0.01))
 
-    def tower_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(cls_feat, reg_feat): the outputs of the two towers on one level."""
-        cls_feat, reg_feat = x, x
-        for conv in self.cls_convs:
-            cls_feat = conv(cls_feat)
-        for conv in self.reg_convs:
-            reg_feat = conv(reg_feat)
-        return cls_feat, reg_feat
-
     def forward_single(self, x: Tensor, level: int) -> tuple[Tensor, Tensor]:
         """Class logits (N, A*C, H, W) and side-distribution logits (N, A*4*(reg_max+1), H, W) of one level."""
-        cls_feat, reg_feat = self.tower_features(x)
+        cls_feat, reg_feat = forward_towers(x, self.cls_convs, self.reg_convs)
         return self.gfl_cls(cls_feat), self.scales[level](self.gfl_reg(reg_feat)).float()
 
     # -- losses -----------------------------------------------------------------------------
