@@ -60,3 +60,26 @@ def trained_shapes(tmp_path_factory) -> TrainedShapes:
     checkpoint = root / "work" / "latest.pth"
     assert checkpoint.is_file(), sorted(p.name for p in (root / "work").iterdir())
     return TrainedShapes(config_file, checkpoint, data_dir, name)
+
+
+@pytest.fixture
+def count_compiled_calls(monkeypatch):
+    """``start(*kernel_names)`` -> a dict counting, from then on, the calls of those det-ops-cuda kernels
+    (``det_ops_cuda._C`` functions) while a detector runs: proof that an op reached the compiled backend."""
+
+    def start(*names: str) -> dict[str, int]:
+        from det_ops_cuda import backend as compiled
+
+        calls = dict.fromkeys(names, 0)
+        extension = compiled.extension()
+
+        class Counting:
+            def __getattr__(self, name):
+                if name in calls:
+                    calls[name] += 1
+                return getattr(extension, name)
+
+        monkeypatch.setattr(compiled, "extension", lambda: Counting())
+        return calls
+
+    return start

@@ -12,24 +12,13 @@ from detcore.registry import build
 from det_common.testing import synthetic_batch, train_steps
 
 
-def test_cascade_rcnn_trains_and_predicts_with_the_compiled_ops(monkeypatch):
+def test_cascade_rcnn_trains_and_predicts_with_the_compiled_ops(count_compiled_calls):
     ops.reload_backends()
     for op in ("roi_align", "nms", "batched_nms"):
         assert ops.op_backend(op, "cpu") == "det-ops-cuda", op
 
     # count the calls that reach the compiled kernels while the detector runs
-    from det_ops_cuda import backend as compiled
-
-    calls = {"roi_align_forward": 0, "batched_nms": 0}
-    extension = compiled.extension()
-
-    class Counting:
-        def __getattr__(self, name):
-            if name in calls:
-                calls[name] += 1
-            return getattr(extension, name)
-
-    monkeypatch.setattr(compiled, "extension", lambda: Counting())
+    calls = count_compiled_calls("roi_align_forward", "batched_nms")
     torch.manual_seed(0)
     model = build("detectors", load_config("cascade_rcnn_r18_fpn_shapes")["model"])
     batch = synthetic_batch(torch.Generator().manual_seed(0), num_images=2, size=(96, 128), num_classes=3)
