@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import Tensor, nn
 
-from det_common.layers import DeformConv2dPack, bias_init_with_prob, conv_tower, normal_init
+from det_common.layers import DeformConv2dPack, bias_init_with_prob, conv_tower, forward_towers, normal_init
 
 from det_common.heads.base_dense_head import BaseDenseHead
 
@@ -86,13 +86,7 @@ class AnchorFreeHead(BaseDenseHead):
 
     def tower_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(cls_feat, reg_feat): one level through the ``cls_convs`` and ``reg_convs`` towers."""
-        cls_feat = x
-        for conv in self.cls_convs:
-            cls_feat = conv(cls_feat)
-        reg_feat = x
-        for conv in self.reg_convs:
-            reg_feat = conv(reg_feat)
-        return cls_feat, reg_feat
+        return forward_towers(x, self.cls_convs, self.reg_convs)
 
     def tower_outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(cls_score, bbox_pred, cls_feat, reg_feat) of one level: subclasses branch off the tower features."""
