@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import det_cascade
-from det_cascade.cascade_roi_head import CascadeRoIHead
+from det_cascade.heads.cascade_roi_head import CascadeRoIHead
 from det_common.bbox import bbox2roi
 from det_common.heads.roi.standard_roi_head import StandardRoIHead
 from det_common.testing import synthetic_batch, train_steps

@@ -25,7 +25,7 @@ from detcore.structures import Batch, ImageMeta, Instances
 
 from det_common.heads.roi.base_roi_head import MaskForward
 
-from det_cascade.cascade_roi_head import CascadeRoIHead
+from det_cascade.heads.cascade_roi_head import CascadeRoIHead
 
 SEMANTIC_BRANCHES = ("bbox", "mask")
 

@@ -1,0 +1,1 @@
+"""Whole detectors of the cascade family."""
