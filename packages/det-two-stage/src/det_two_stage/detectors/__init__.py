@@ -1,0 +1,1 @@
+"""Whole detectors of the two-stage family."""
