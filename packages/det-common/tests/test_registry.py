@@ -17,6 +17,11 @@ CONFIGS = [
     ("backbones", {"type": "ResNeXt", "depth": 50, "groups": 4, "base_width": 4, "num_stages": 1,
                    "out_indices": [0]}),
     ("backbones", {"type": "VGG", "depth": 11, "num_stages": 2, "out_indices": [1]}),
+    ("backbones", {"type": "DetectoRS_ResNet", "depth": 50, "base_channels": 4, "conv_cfg": {"type": "ConvAWS"},
+                   "sac": {"type": "SAC", "use_deform": True}, "stage_with_sac": [False, True, True, True]}),
+    ("necks", {"type": "RFP", "rfp_steps": 2, "aspp_out_channels": 2, "in_channels": [16, 32, 64, 128],
+               "out_channels": 8, "num_outs": 5,
+               "rfp_backbone": {"type": "DetectoRS_ResNet", "depth": 50, "base_channels": 4, "rfp_inplanes": 8}}),
     ("necks", {"type": "FPN", "in_channels": [8, 16], "out_channels": 8, "num_outs": 3}),
     ("necks", {"type": "PAFPN", "in_channels": [8, 16], "out_channels": 8, "num_outs": 2}),
     ("losses", {"type": "CrossEntropyLoss", "use_sigmoid": True}),
@@ -51,7 +56,9 @@ def test_every_own_entry_point_is_covered():
 @pytest.mark.parametrize("kind,cfg", CONFIGS, ids=[c["type"] for _, c in CONFIGS])
 def test_build_from_config(kind, cfg):
     obj = build(kind, cfg)
-    assert type(obj).__name__ == cfg["type"]
+    (entry_point,) = [ep for ep in importlib.metadata.distribution("det-common").entry_points
+                      if ep.group == f"detcore.{kind}" and ep.name == cfg["type"]]
+    assert type(obj) is entry_point.load()
     if kind == "losses":
         pred = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
         target = torch.tensor([[1.0, 1.0, 11.0, 12.0]])
