@@ -11,6 +11,7 @@ from det_common.heads.base_dense_head import BaseDenseHead
 from det_common.heads.dense_structures import DenseOutputs, DensePriors, DenseTargets
 from det_common.layers import normal_init
 from det_common.priors import anchor_inside_flags
+from detcore.interfaces import AssignResult
 from detcore.registry import build
 from detcore.structures import ImageMeta, Instances
 
@@ -126,6 +127,12 @@ class AnchorHead(BaseDenseHead):
         if neg.numel() > 0:
             label_weights[neg] = 1.0
         avg_factor = max(pos.numel(), 1) + (neg.numel() if self.sampling else 0)
-        return DenseTargets(
+        targets = DenseTargets(
             labels, label_weights, bbox_targets, bbox_weights, assigned, pos, neg, avg_factor=float(avg_factor)
         )
+        return self.adjust_targets(targets, assign_result, inside_inds)
+
+    def adjust_targets(self, targets: DenseTargets, assign_result: AssignResult, inside_inds: Tensor) -> DenseTargets:
+        """Hook on one image's targets with the assignment of the anchors ``inside_inds`` they came from (FSAF
+        ignores the (anchor, class) pairs its assigner shadows); unchanged by default."""
+        return targets
