@@ -37,6 +37,7 @@ DIST_DIRS = (
     "packages/det-two-stage",
     "packages/det-cascade",
     "packages/det-transformer",
+    "packages/det-keypoint",
     "ops-cuda",
     "plugins/det-plugin-template",
 )

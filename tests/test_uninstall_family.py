@@ -14,6 +14,7 @@ FAMILIES = {
     "det-cascade": ROOT / "packages/det-cascade",
     "det-two-stage": ROOT / "packages/det-two-stage",
     "det-single-stage": ROOT / "packages/det-single-stage",
+    "det-keypoint": ROOT / "packages/det-keypoint",
 }
 
 

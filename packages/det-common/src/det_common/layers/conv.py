@@ -1,4 +1,5 @@
-"""Convolutions built from a config table: plain, weight-standardized (ConvWS) and deformable (DCN, DCNv2)."""
+"""Convolutions built from a config table: plain, weight-standardized (ConvWS), deformable (DCN, DCNv2) and
+transposed (deconv)."""
 
 from __future__ import annotations
 
@@ -136,6 +137,7 @@ CONV_LAYERS: dict[str, type[nn.Module]] = {
     "ConvWS": ConvWS2d,
     "DCN": DeformConv2dPack,
     "DCNv2": ModulatedDeformConv2dPack,
+    "deconv": nn.ConvTranspose2d,
     "ConvAWS": ConvAWS2d,
     "SAC": SAConv2d,
 }

@@ -1,0 +1,1 @@
+"""Configs of det-keypoint (found through the detcore.configs entry point)."""

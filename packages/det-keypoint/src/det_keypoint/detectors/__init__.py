@@ -1,0 +1,1 @@
+"""detectors of det-keypoint (registered through entry points, never imported here)."""

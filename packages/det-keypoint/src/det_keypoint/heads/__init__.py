@@ -1,0 +1,1 @@
+"""heads of det-keypoint (registered through entry points, never imported here)."""

@@ -1,0 +1,1 @@
+"""losses of det-keypoint (registered through entry points, never imported here)."""

@@ -1,0 +1,1 @@
+"""necks of det-keypoint (registered through entry points, never imported here)."""

@@ -1,0 +1,1 @@
+"""transforms of det-keypoint (registered through entry points, never imported here)."""
