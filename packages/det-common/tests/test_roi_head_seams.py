@@ -101,3 +101,28 @@ def test_the_roi_feature_seams_feed_both_heads_and_the_mask_tower_splits_in_two(
     torch.testing.assert_close(mask.logits, plain.mask_head(pooled - 1.0))
     head = plain.mask_head
     torch.testing.assert_close(head.logits(head.conv_feats(pooled)), head(pooled))
+
+
+class CarriedStateHead(StandardRoIHead):
+    """Sparse R-CNN-like: the stage loop carries more than boxes (here a tag beside them)."""
+
+    def first_stage_inputs(self, proposals):
+        return ("tag", super().first_stage_inputs(proposals))
+
+    def stage_loss(self, stage, feats, state, batch):
+        tag, boxes = state
+        self.seen.append(tag)
+        losses, _ = super().stage_loss(stage, feats, boxes, batch)
+        return losses, (tag, [])
+
+
+def test_first_stage_inputs_is_what_the_stage_loop_carries():
+    torch.manual_seed(0)
+    feats, proposals, batch = inputs()
+    proposals[0].boxes.requires_grad_(True)
+    plain = StandardRoIHead(EXTRACTOR, BOX_HEAD, train_cfg=TRAIN)
+    boxes = plain.first_stage_inputs(proposals)
+    assert not boxes[0].requires_grad and torch.equal(boxes[0], proposals[0].boxes.detach())
+    carried = CarriedStateHead(EXTRACTOR, BOX_HEAD, train_cfg=TRAIN)
+    carried.seen = []
+    assert {"loss_cls", "loss_bbox"} <= set(carried.loss(feats, proposals, batch)) and carried.seen == ["tag"]

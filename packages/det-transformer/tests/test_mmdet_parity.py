@@ -1,6 +1,6 @@
 """The family against MMDetection 3.3: each fixture's seeded weights through our config of the same name give its
-detections (>= 99% matched) and its Hungarian-matched losses at every decoder layer / stage (within 1e-4 relative;
-all of them are deterministic)."""
+detections (>= 99% matched) and its Hungarian-matched losses at every decoder layer or Sparse R-CNN stage (within
+1e-4 relative; all of them are deterministic)."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from det_common.parity import fixture_detections, load_fixture, loss_mismatches,
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "mmdet-refs"
 CONFIGS = ["detr_r50_8x2_150e_coco", "deformable_detr_r50_16x2_50e_coco", "deformable_detr_refine_r50_16x2_50e_coco",
-           "deformable_detr_twostage_refine_r50_16x2_50e_coco"]
+           "deformable_detr_twostage_refine_r50_16x2_50e_coco", "sparse_rcnn_r50_fpn_1x_coco"]
 
 
 @pytest.fixture(scope="module", params=CONFIGS)

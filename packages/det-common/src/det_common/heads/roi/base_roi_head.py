@@ -152,7 +152,7 @@ class BaseRoIHead(RoIHead):
 
     def regress(self, stage: int, rois: Tensor, labels: Tensor, bbox_pred: Tensor, meta: ImageMeta) -> Tensor:
         """Boxes (K, 4) of one image's RoIs (K, 5) moved by stage ``stage``'s deltas for ``labels``."""
-        deltas = bbox_pred.view(bbox_pred.shape[0], bbox_pred.shape[1] // 4, 4)
+        deltas = bbox_pred.float().view(bbox_pred.shape[0], bbox_pred.shape[1] // 4, 4)
         if deltas.shape[1] > 1:  # class-specific regression: the deltas of each RoI's label
             deltas = deltas[torch.arange(deltas.shape[0], device=deltas.device), labels]
         else:
@@ -249,21 +249,30 @@ class BaseRoIHead(RoIHead):
             return losses, []
         return losses, self.refine(stage, box_results, sampling_results, batch.metas)
 
+    def first_stage_inputs(self, proposals: list[Instances]) -> Any:
+        """What the first ``stage_loss`` gets and every stage hands the next: each image's proposal boxes (N, 4),
+        detached. Sparse R-CNN carries its proposal features along here too."""
+        return [p.boxes.detach()[:, :4] for p in proposals]
+
     def loss(self, feats: Sequence[Tensor], proposals: list[Instances], batch: Batch) -> dict[str, Tensor]:
         """Losses of every stage, each weighted by its ``stage_loss_weights`` entry (logged values are not)."""
         if not self.train_cfgs:
             raise ValueError(f"{type(self).__name__}.loss needs train_cfg with an assigner and a sampler per stage")
         if batch.gt is None:
             raise ValueError(f"{type(self).__name__}.loss needs ground truth (batch.gt)")
-        boxes = [p.boxes.detach()[:, :4] for p in proposals]
+        boxes = self.first_stage_inputs(proposals)
         losses: dict[str, Tensor] = {}
         for stage in range(self.num_stages):
             stage_losses, boxes = self.stage_loss(stage, feats, boxes, batch)
-            weight = self.stage_loss_weights[stage]
-            prefix = f"s{stage}." if self.stage_indexed else ""
-            for name, value in stage_losses.items():
-                losses[prefix + name] = value * weight if "loss" in name else value
+            losses.update(self.weighted_stage_losses(stage, stage_losses))
         return losses
+
+    def weighted_stage_losses(self, stage: int, stage_losses: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Stage ``stage``'s values as logged: named ``s{stage}.<name>`` when the heads are stage-indexed, losses
+        times ``stage_loss_weights[stage]`` (accuracies unweighted). SCNet names and weights its mask loss apart."""
+        weight = self.stage_loss_weights[stage]
+        prefix = f"s{stage}." if self.stage_indexed else ""
+        return {prefix + name: value * weight if "loss" in name else value for name, value in stage_losses.items()}
 
     # -- inference ------------------------------------------------------------------------
     def predict(
@@ -280,7 +289,7 @@ class BaseRoIHead(RoIHead):
     ) -> list[Instances]:
         """Box detections per image: every stage regresses the previous one's boxes; logits are averaged."""
         counts = [len(p) for p in proposals]
-        rois = bbox2roi([p.boxes[:, :4] for p in proposals]).to(feats[0])
+        rois = bbox2roi([p.boxes[:, :4] for p in proposals]).to(feats[0].device)  # fp32 even after a bf16 backbone
         stage_scores = []
         for stage in range(self.num_stages):
             outputs = self.bbox_forward(stage, feats, rois)
@@ -290,11 +299,19 @@ class BaseRoIHead(RoIHead):
                 per_image = zip(rois.split(counts), labels.split(counts), outputs.bbox_pred.split(counts), metas)
                 rois = bbox2roi([self.regress(stage, r, lab, pred, meta) for r, lab, pred, meta in per_image]).to(rois)
         cls_score = sum(stage_scores) / len(stage_scores)
+        return self.bbox_detections(rois, cls_score, outputs.bbox_pred, counts, metas, rescale)
+
+    def bbox_detections(
+        self, rois: Tensor, cls_score: Tensor, bbox_pred: Tensor, counts: Sequence[int], metas: Sequence[ImageMeta],
+        rescale: bool,
+    ) -> list[Instances]:
+        """Each image's detections from the last stage's RoIs (K, 5), logits and deltas (``counts`` RoIs per image):
+        decoding, score threshold and NMS (also run on the outputs of an exported graph)."""
         head = at_stage(self.bbox_head, self.num_stages - 1)
         return [
             head.predict_by_feat(img_rois, img_cls, img_reg, meta, rescale, self.test_cfg)
             for img_rois, img_cls, img_reg, meta in zip(
-                rois.split(counts), cls_score.split(counts), outputs.bbox_pred.split(counts), metas
+                rois.split(counts), cls_score.split(counts), bbox_pred.split(counts), metas
             )
         ]
 
@@ -310,11 +327,18 @@ class BaseRoIHead(RoIHead):
         self, feats: Sequence[Tensor], detections: list[Instances], metas: Sequence[ImageMeta], rescale: bool
     ) -> list[Instances]:
         """Add ``masks`` (N, H, W) bool to each image's detections."""
-        rois = detection_rois(detections, metas, rescale).to(feats[0])
+        rois = detection_rois(detections, metas, rescale).to(feats[0].device)
         per_image: list[Tensor | None] = [None] * len(detections)
         if rois.shape[0] > 0:
             labels = torch.cat([dets.labels for dets in detections])
             per_image = list(self.mask_probs(feats, rois, labels).split([len(d) for d in detections]))
+        return self.paste_masks(detections, per_image, metas, rescale)
+
+    def paste_masks(
+        self, detections: list[Instances], probs: Sequence[Tensor | None], metas: Sequence[ImageMeta], rescale: bool
+    ) -> list[Instances]:
+        """Add ``masks`` (N, H, W) bool to each image's detections from their (N, M, M) probabilities (None: none)."""
+        per_image = probs
         threshold = self.test_cfg.get("mask_thr_binary", 0.5)
         head = at_stage(self.mask_head, self.num_stages - 1)
         for dets, probs, meta in zip(detections, per_image, metas):
