@@ -1,5 +1,6 @@
-"""VarifocalNet and FoveaBox against MMDetection 3.3: each fixture's seeded weights through our config of the same
-name give MMDetection's detections (>= 99% matched) and its losses (within 1e-4 relative)."""
+"""VarifocalNet, FoveaBox, FSAF and AutoAssign against MMDetection 3.3: each fixture's seeded weights through our
+config of the same name give MMDetection's detections (>= 99% matched) and its losses (within 1e-4 relative; FSAF's
+summed over levels, with the logged ``num_pos`` / ``pos_recall`` of its feature selection)."""
 
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from det_common.parity import fixture_detections, load_fixture, loss_mismatches, match_rate
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "mmdet-refs"
-CONFIGS = ["vfnet_r50_fpn_1x_coco", "fovea_r50_fpn_4x4_1x_coco"]
+CONFIGS = ["vfnet_r50_fpn_1x_coco", "fovea_r50_fpn_4x4_1x_coco", "fsaf_r50_fpn_1x_coco", "autoassign_r50_fpn_8x2_1x_coco"]
 
 
 @pytest.fixture(scope="module", params=CONFIGS)
