@@ -9,10 +9,13 @@ with IoU >= ``min_overlap``; CenterNet ("Objects as Points") reuses it for cente
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from detcore.structures import ImageMeta
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float) -> float:
@@ -82,3 +85,17 @@ def gather_at(feat: Tensor, positions: Tensor) -> Tensor:
     batch, channels = feat.shape[:2]
     flat = feat.reshape(batch, channels, -1).permute(0, 2, 1)
     return flat.gather(1, positions[..., None].expand(-1, -1, channels))
+
+
+def canvas_offset(meta: ImageMeta) -> tuple[float, float]:
+    """(left, top) of the image on the canvas the test-time ``RandomCenterCropPad`` pasted it on, from the
+    ``border`` it packed into ``meta.extra`` ((0, 0) without one): what decoded boxes are shifted back by."""
+    border = meta.extra.get("border")
+    return (0.0, 0.0) if border is None else (float(border[2]), float(border[0]))
+
+
+def batch_input_size(metas: Sequence[ImageMeta]) -> tuple[int, int]:
+    """(height, width) of the batch as MMDetection's keypoint heads see it (its ``batch_input_shape``, with
+    no size divisor): the largest image (canvas) of the batch. Feature cells map to input pixels by this
+    size over the heatmap's; detcore's extra padding to a multiple of 32 is not counted."""
+    return max(int(m.img_shape[0]) for m in metas), max(int(m.img_shape[1]) for m in metas)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from det_common.layers import bias_init_with_prob
-from det_keypoint.heatmaps import draw_gaussian, gather_at, gaussian_radius, local_maximum, topk_peaks
+from det_keypoint.heatmaps import batch_input_size, canvas_offset, draw_gaussian, gather_at, gaussian_radius, local_maximum, topk_peaks
 from detcore.interfaces import DenseHead
 from detcore.registry import build
 from detcore.structures import Batch, ImageMeta, Instances
@@ -19,18 +19,10 @@ _WH_LOSS = {"type": "L1Loss", "loss_weight": 0.1}
 _OFFSET_LOSS = {"type": "L1Loss", "loss_weight": 1.0}
 
 
-def border_shift(meta: ImageMeta) -> tuple[float, float]:
-    """(left, top) of the image inside the canvas ``RandomCenterCropPad`` pasted it in (0, 0 without one)."""
-    border = meta.extra.get("border")
-    if border is None:
-        return 0.0, 0.0
-    return float(border[2]), float(border[0])
-
-
 def to_original_pixels(boxes: Tensor, meta: ImageMeta, rescale: bool) -> Tensor:
     """Boxes (K, 4) in network-input pixels moved out of the test-time canvas (``border``) and, with
     ``rescale``, divided by the image's ``scale_factor``."""
-    left, top = border_shift(meta)
+    left, top = canvas_offset(meta)
     boxes = boxes - boxes.new_tensor([left, top, left, top])
     if rescale:
         w_scale, h_scale = meta.scale_factor
@@ -127,7 +119,7 @@ class CenterNetHead(DenseHead):
         if batch.gt is None:
             raise ValueError("CenterNetHead.loss needs ground truth (batch.gt is None)")
         heatmap, wh, offset = self(feats)
-        targets, avg_factor = self.get_targets(batch.gt, heatmap.shape, tuple(batch.images.shape[-2:]))
+        targets, avg_factor = self.get_targets(batch.gt, heatmap.shape, batch_input_size(batch.metas))
         return {
             "loss_center_heatmap": self.loss_center_heatmap(heatmap, targets["heatmap"], avg_factor=avg_factor),
             "loss_wh": self.loss_wh(wh, targets["wh"], targets["weight"], avg_factor=avg_factor * 2),
@@ -141,10 +133,9 @@ class CenterNetHead(DenseHead):
 
     def predict_by_feat(self, heatmap: Tensor, wh: Tensor, offset: Tensor, metas: Sequence[ImageMeta],
                         rescale: bool = True) -> list[Instances]:
-        """The ``topk`` heatmap peaks of each image as boxes in original pixels, best first (boxes are
-        scaled from the heatmap to the batch's padded input, ``pad_shape``)."""
+        """The ``topk`` heatmap peaks of each image as boxes in original pixels, best first."""
         cfg = self.test_cfg
-        input_hw = tuple(metas[0].pad_shape)
+        input_hw = batch_input_size(metas)
         boxes, scores, labels = self.decode(heatmap, wh, offset, input_hw, cfg["topk"], cfg["local_maximum_kernel"])
         results = []
         for i, meta in enumerate(metas):
