@@ -139,7 +139,7 @@ def wheel_for(session: nox.Session, dist: str) -> Path:
 
 
 # Optional extras installed wherever the distribution is tested, so the tests of optional features run in CI.
-TEST_EXTRAS = {"detcore": ("onnx", "albu", "lvis", "instaboost")}
+TEST_EXTRAS = {"detcore": ("onnx", "albu", "lvis", "instaboost", "cityscapes")}
 
 
 def install_local(session: nox.Session, names: list[str]) -> None:

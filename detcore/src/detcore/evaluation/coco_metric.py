@@ -67,7 +67,9 @@ class CocoMetric(BaseMetric):
         self.metrics = [metric] if isinstance(metric, str) else list(metric)
         bad = [m for m in self.metrics if m not in METRICS]
         if bad or not self.metrics:
-            raise ConfigError(f"CocoMetric metric must be among {', '.join(METRICS)}; got {self.metrics}")
+            hint = " ('cityscapes' is CityscapesMetric's: set evaluation.type = \"CityscapesMetric\")" \
+                if "cityscapes" in bad else ""
+            raise ConfigError(f"CocoMetric metric must be among {', '.join(METRICS)}; got {self.metrics}{hint}")
         if format_only and not outfile_prefix:
             raise ConfigError("CocoMetric format_only = true needs outfile_prefix (where to write the JSON)")
         self.classwise = classwise

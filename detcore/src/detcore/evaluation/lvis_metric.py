@@ -8,30 +8,21 @@ import contextlib
 import io
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 
 from detcore.errors import ConfigError, DataError
 from detcore.evaluation.coco_metric import CocoMetric
-from detcore.optional import require
+from detcore.optional import numpy_alias, require
 
 logger = logging.getLogger(__name__)
 RESULT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 
 
-@contextlib.contextmanager
-def numpy_float_alias() -> Iterator[None]:
+def numpy_float_alias() -> contextlib.AbstractContextManager[None]:
     """``np.float`` while LVIS evaluates: lvis 0.5.3 (its latest release) still calls it, and numpy 1.24
-    removed it; the alias is taken away again afterwards."""
-    added = "float" not in np.__dict__
-    if added:
-        np.float = float  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        if added:
-            del np.float
+    removed it."""
+    return numpy_alias("float", float)
 
 
 class LVISMetric(CocoMetric):
