@@ -66,7 +66,9 @@ def test_loss_falls(batch):
     model.eval()
     with torch.no_grad():
         detections = model.predict(batch)
+        feats, (boxes, features) = model.forward_tensor(batch.images)  # what `detcore export` / flops trace
     assert all(len(d) == 10 and d.boxes.shape == (10, 4) for d in detections)
+    assert len(feats) == 3 and boxes.shape == (10, 4) and features.shape == (10, 32)
 
 
 def test_first_stage_trains_the_learned_proposal_boxes(batch):
