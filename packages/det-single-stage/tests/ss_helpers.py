@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -11,10 +13,14 @@ from detcore.registry import build
 from detcore.structures import Batch, Instances
 
 
-def shapes_model(config: str, seed: int = 0) -> nn.Module:
-    """The detector of a ``*_shapes`` config (small ResNet-18), seeded."""
+def shapes_model(config: str, seed: int = 0, loss_weights: dict[str, float] | None = None) -> nn.Module:
+    """The detector of a ``*_shapes`` config (small ResNet-18), seeded; ``loss_weights`` overrides the
+    ``loss_weight`` of the head's losses by name (e.g. ``{"loss_cls": 0.0}`` to train the other branches only)."""
+    cfg = copy.deepcopy(load_config(config)["model"])
+    for name, weight in (loss_weights or {}).items():
+        cfg["bbox_head"][name]["loss_weight"] = weight
     torch.manual_seed(seed)
-    return build("detectors", load_config(config)["model"])
+    return build("detectors", cfg)
 
 
 def tiny_batch(seed: int = 0) -> Batch:

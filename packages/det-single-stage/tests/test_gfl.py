@@ -30,12 +30,14 @@ def test_distribution_focal_loss_and_integral():
 
 
 def test_training_reduces_loss():
-    """QFL's targets are the boxes' IoUs, so its loss grows while the boxes improve: the total falls slowly
-    (a tiny batch at a larger lr oscillates), the distribution loss clearly."""
-    history = assert_training_reduces_loss(shapes_model("gfl_r18_fpn_shapes"), tiny_batch(), steps=8, lr=0.003,
-                                           factor=0.97)
+    """QFL's target is the IoU of each positive's predicted box: it rises as the boxes improve, so early on the
+    total rises with it (QFL is checked by hand above). With QFL's weight at 0 the box losses have fixed targets
+    (the ground truth): 8 steps on one batch bring GIoU + DFL down by more than a quarter."""
+    history = assert_training_reduces_loss(shapes_model("gfl_r18_fpn_shapes", loss_weights={"loss_cls": 0.0}),
+                                           tiny_batch(), steps=8, lr=0.01, factor=0.75)
     assert {"loss_cls", "loss_bbox", "loss_dfl"} <= set(history[0])
-    assert history[-1]["loss_dfl"] < 0.85 * history[0]["loss_dfl"]
+    assert history[-1]["loss_bbox"] < 0.7 * history[0]["loss_bbox"]
+    assert history[-1]["loss_dfl"] < 0.8 * history[0]["loss_dfl"]
 
 
 def test_no_ground_truth_gives_zero_box_losses():

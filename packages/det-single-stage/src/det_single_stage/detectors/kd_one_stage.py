@@ -4,6 +4,7 @@ trained with a frozen teacher detector's head outputs as soft targets."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
@@ -36,8 +37,13 @@ class KnowledgeDistillationSingleStageDetector(SingleStageDetector):
     ) -> None:
         super().__init__(backbone, bbox_head, neck=neck, train_cfg=train_cfg, test_cfg=test_cfg)
         cfg = load_config(teacher_config) if isinstance(teacher_config, str) else dict(teacher_config)
+        teacher_name = teacher_config if isinstance(teacher_config, str) else "given config"
         teacher = build("detectors", cfg["model"])
         if teacher_ckpt is not None:
+            if not Path(teacher_ckpt).is_file():
+                raise ValueError(f"teacher_ckpt {teacher_ckpt} does not exist: train the teacher ({teacher_name}) "
+                                 "first, then give its checkpoint (`--set model.teacher_ckpt=PATH` on `detcore train` "
+                                 "and `detcore test`)")
             try:
                 teacher.load_state_dict(load_state_dict_file(teacher_ckpt), strict=True)
             except RuntimeError as exc:
@@ -45,7 +51,7 @@ class KnowledgeDistillationSingleStageDetector(SingleStageDetector):
                                  f"teacher_config {teacher_config!r}; give that model's checkpoint") from exc
         else:
             warnings.warn(f"{type(self).__name__}: no teacher_ckpt, the student distils an untrained teacher "
-                          f"({teacher_config if isinstance(teacher_config, str) else 'given config'})", stacklevel=2)
+                          f"({teacher_name})", stacklevel=2)
         for param in teacher.parameters():
             param.requires_grad_(False)
         self.eval_teacher = eval_teacher

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from torch import Tensor, nn
 
 from det_common.heads import AnchorHead
-from det_common.layers import ConvModule, bias_init_with_prob, normal_init
+from det_common.layers import bias_init_with_prob, conv_tower, forward_towers, normal_init
 
 _ANCHORS = {
     "type": "AnchorGenerator", "octave_base_scale": 4, "scales_per_octave": 3,
@@ -52,15 +52,10 @@ class RetinaHead(AnchorHead):
         )
 
     def _init_layers(self) -> None:
-        self.cls_convs = nn.ModuleList()
-        self.reg_convs = nn.ModuleList()
-        for i in range(self.stacked_convs):
-            channels = self.in_channels if i == 0 else self.feat_channels
-            for tower in (self.cls_convs, self.reg_convs):
-                tower.append(
-                    ConvModule(channels, self.feat_channels, 3, padding=1,
-                               conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg)
-                )
+        self.cls_convs = conv_tower(self.in_channels, self.feat_channels, self.stacked_convs,
+                                    self.conv_cfg, self.norm_cfg)
+        self.reg_convs = conv_tower(self.in_channels, self.feat_channels, self.stacked_convs,
+                                    self.conv_cfg, self.norm_cfg)
         self.retina_cls = nn.Conv2d(self.feat_channels, self.num_base_priors * self.cls_out_channels, 3, padding=1)
         self.retina_reg = nn.Conv2d(self.feat_channels, self.num_base_priors * self.box_dim, 3, padding=1)
 
@@ -70,10 +65,5 @@ class RetinaHead(AnchorHead):
         normal_init(self.retina_cls, std=0.01, bias=bias_init_with_prob(self.prior_prob))
 
     def forward_single(self, x: Tensor, level: int) -> tuple[Tensor, Tensor]:
-        cls_feat = x
-        for conv in self.cls_convs:
-            cls_feat = conv(cls_feat)
-        reg_feat = x
-        for conv in self.reg_convs:
-            reg_feat = conv(reg_feat)
+        cls_feat, reg_feat = forward_towers(x, self.cls_convs, self.reg_convs)
         return self.retina_cls(cls_feat), self.retina_reg(reg_feat)
