@@ -154,7 +154,15 @@ def test_fused_semantic_head_resizes_every_level_to_the_fusion_level():
 
 
 def test_htc_shapes_config_trains_on_a_synthetic_batch_with_semantic_maps():
-    cfg = load_config("htc_r18_fpn_shapes")["model"]
+    history = shapes_training("htc_r18_fpn_shapes")
+    assert "loss_semantic_seg" in history[0] and "s2.loss_mask" in history[0]
+    assert history[-1]["total"] < history[0]["total"]
+    assert history[-1]["loss_semantic_seg"] < history[0]["loss_semantic_seg"]
+
+
+def shapes_training(config: str) -> list[dict[str, float]]:
+    """Four SGD steps of a shapes config's model on a synthetic batch with semantic maps (fewer RoIs, for speed)."""
+    cfg = load_config(config)["model"]
     for stage in cfg["train_cfg"]["rcnn"]:  # fewer RoIs keep the test fast
         stage["sampler"]["num"] = 32
     cfg["train_cfg"]["rpn_proposal"]["max_per_img"] = 100
@@ -166,7 +174,4 @@ def test_htc_shapes_config_trains_on_a_synthetic_batch_with_semantic_maps():
         for mask, label in zip(gt.masks, gt.labels):
             maps[i][mask] = label
     batch.gt_sem_seg = maps[:, ::8, ::8].contiguous()  # as the config's SegRescale(1/8) gives them
-    history = train_steps(model, batch, steps=4, lr=0.005)
-    assert "loss_semantic_seg" in history[0] and "s2.loss_mask" in history[0]
-    assert history[-1]["total"] < history[0]["total"]
-    assert history[-1]["loss_semantic_seg"] < history[0]["loss_semantic_seg"]
+    return train_steps(model, batch, steps=4, lr=0.005)

@@ -126,3 +126,35 @@ def test_first_stage_inputs_is_what_the_stage_loop_carries():
     carried = CarriedStateHead(EXTRACTOR, BOX_HEAD, train_cfg=TRAIN)
     carried.seen = []
     assert {"loss_cls", "loss_bbox"} <= set(carried.loss(feats, proposals, batch)) and carried.seen == ["tag"]
+
+
+class RenamedMaskLossHead(StandardRoIHead):
+    """SCNet-like: one stage's values renamed and weighted apart from the stage weighting."""
+
+    def weighted_stage_losses(self, stage, stage_losses):
+        stage_losses = dict(stage_losses)
+        extra = {"total_mask": stage_losses.pop("loss_mask") * 3.0}
+        return {**super().weighted_stage_losses(stage, stage_losses), **extra}
+
+
+def test_weighted_stage_losses_names_and_weights_what_each_stage_reports():
+    plain = StandardRoIHead(EXTRACTOR, BOX_HEAD, train_cfg=TRAIN)
+    plain.stage_loss_weights = [0.5]
+    values = {"loss_cls": torch.tensor(2.0), "acc": torch.tensor(90.0)}
+    assert plain.weighted_stage_losses(0, values) == {"loss_cls": 1.0, "acc": 90.0}  # one stage: no prefix
+    renamed = RenamedMaskLossHead(EXTRACTOR, BOX_HEAD, train_cfg=TRAIN)
+    out = renamed.weighted_stage_losses(0, {**values, "loss_mask": torch.tensor(1.0)})
+    assert out == {"loss_cls": 2.0, "acc": 90.0, "total_mask": 3.0}
+
+
+def test_convfc_box_head_splits_into_shared_features_and_branch_outputs():
+    from detcore.registry import build
+
+    torch.manual_seed(0)
+    head = build("bbox_heads", {**BOX_HEAD, "type": "ConvFCBBoxHead", "num_shared_fcs": 1, "num_cls_fcs": 1})
+    roi_feats = torch.randn(5, 4, 7, 7)
+    shared = head.shared_features(roi_feats)
+    assert shared.shape == (5, 16)
+    torch.testing.assert_close(shared, torch.relu(head.shared_fcs[0](roi_feats.flatten(1))))
+    for got, want in zip(head.branch_outputs(shared), head(roi_feats)):
+        torch.testing.assert_close(got, want)

@@ -10,7 +10,7 @@ A Cascade Mask R-CNN head that changes four steps of det-common's stage-indexed 
   same RoIs, are added to the pooled FPN features;
 * ``mask_probs``: the last stage's mask (as MMDetection 3.3 predicts).
 
-``loss`` / ``predict`` run the semantic head once per batch and hand its features to every step.
+``loss`` / ``predict`` run the semantic head once per batch (``context``) and hand its features to every step.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import Tensor
 from detcore.registry import build
 from detcore.structures import Batch, ImageMeta, Instances
 
-from det_common.heads.roi.base_roi_head import MaskForward
+from det_common.heads.roi.base_roi_head import MaskForward, at_stage
 
 from det_cascade.heads.cascade_roi_head import CascadeRoIHead
 
@@ -124,28 +124,32 @@ class HybridTaskCascadeRoIHead(CascadeRoIHead):
         mask_results = self.mask_loss(stage, feats, mask_sampling, batch, box_results)
         return {**box_results.losses, **mask_results.losses}, refined
 
-    def loss(self, feats: Sequence[Tensor], proposals: list[Instances], batch: Batch) -> dict[str, Tensor]:
-        """The semantic loss (``loss_semantic_seg``, on ``batch.gt_sem_seg``) and every stage's losses."""
+    def context(self, feats: Sequence[Tensor], batch: Batch | None = None) -> tuple[Sequence[Tensor], dict[str, Tensor]]:
+        """The features every step sees (the semantic head's attached, run once per batch) and, when training
+        (``batch`` given), the losses of the branches that made them: ``loss_semantic_seg`` on ``batch.gt_sem_seg``."""
         if not self.with_semantic:
-            return super().loss(feats, proposals, batch)
-        if batch.gt_sem_seg is None:
+            return feats, {}
+        if batch is not None and batch.gt_sem_seg is None:
             raise ValueError(
-                "HybridTaskCascadeRoIHead: the semantic head trains on semantic maps but the batch has none "
+                f"{type(self).__name__}: the semantic head trains on semantic maps but the batch has none "
                 "(batch.gt_sem_seg); load them with LoadAnnotations(with_seg=True) and the dataset's seg_prefix, "
                 "or build the head without semantic_head"
             )
         seg_logits, semantic = self.semantic_head(feats)
-        losses = {"loss_semantic_seg": self.semantic_head.loss(seg_logits, batch.gt_sem_seg)}
-        losses.update(super().loss(SemanticFeatures(feats, semantic), proposals, batch))
+        losses = {} if batch is None else {"loss_semantic_seg": self.semantic_head.loss(seg_logits, batch.gt_sem_seg)}
+        return SemanticFeatures(feats, semantic), losses
+
+    def loss(self, feats: Sequence[Tensor], proposals: list[Instances], batch: Batch) -> dict[str, Tensor]:
+        """The losses of ``context`` (the semantic loss) and every stage's losses."""
+        feats, losses = self.context(feats, batch)
+        losses.update(super().loss(feats, proposals, batch))
         return losses
 
     # -- inference ------------------------------------------------------------------------
     def predict(
         self, feats: Sequence[Tensor], proposals: list[Instances], metas: Sequence[ImageMeta], rescale: bool = True
     ) -> list[Instances]:
-        if self.with_semantic:
-            feats = SemanticFeatures(feats, self.semantic_head(feats)[1])
-        return super().predict(feats, proposals, metas, rescale)
+        return super().predict(self.context(feats)[0], proposals, metas, rescale)
 
     def mask_probs(self, feats: Sequence[Tensor], rois: Tensor, labels: Tensor) -> Tensor:
         """The last stage's mask probabilities (its head has seen every earlier stage's through the information flow).
@@ -153,4 +157,4 @@ class HybridTaskCascadeRoIHead(CascadeRoIHead):
         MMDetection 3.3 predicts this way; MMDetection 2 averaged the probabilities of all stages.
         """
         last = self.num_stages - 1
-        return self.mask_head[last].class_probs(self.mask_forward(last, feats, rois).logits, labels)
+        return at_stage(self.mask_head, last).class_probs(self.mask_forward(last, feats, rois).logits, labels)

@@ -103,6 +103,10 @@ class ConvFCBBoxHead(BBoxHead):
         return x
 
     def forward(self, roi_feats: Tensor) -> tuple[Tensor, Tensor]:
+        return self.branch_outputs(self.shared_features(roi_feats))
+
+    def shared_features(self, roi_feats: Tensor) -> Tensor:
+        """The output of the shared convs and fcs, which both branches read (SCNet relays it to the mask head)."""
         x = roi_feats
         for conv in self.shared_convs:
             x = conv(x)
@@ -112,6 +116,10 @@ class ConvFCBBoxHead(BBoxHead):
             x = x.flatten(1)
             for fc in self.shared_fcs:
                 x = F.relu(fc(x))
+        return x
+
+    def branch_outputs(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Class logits and box deltas of the shared features: the cls and reg branches, then the predictors."""
         x_cls = self._run_branch(x, self.cls_convs, self.cls_fcs)
         x_reg = self._run_branch(x, self.reg_convs, self.reg_fcs)
         cls_score = self.fc_cls(x_cls) if self.fc_cls is not None else x_cls.new_zeros((x_cls.shape[0], 0))
