@@ -2,7 +2,8 @@
 
 The graph holds the network (backbone, neck, head maps) with dynamic batch and image size; score
 filtering, box decoding and NMS run after it in PyTorch through the head's own post-processing
-(``OnnxDetector``), so the detections are detcore's.
+(``OnnxDetector``), so the detections are detcore's. A Faster / Mask R-CNN is written as three graphs
+(``OUT``, ``OUT.rcnn.onnx``, ``OUT.mask.onnx``), which ``OnnxDetector`` chains the same way.
 """
 
 from __future__ import annotations

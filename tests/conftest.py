@@ -25,18 +25,50 @@ def trained_shapes(tmp_path_factory) -> TrainedShapes:
     """A shapes config (FCOS when det-anchor-free is installed) trained for 80 iterations on 12 images;
     its test split is those 12 images."""
     from detcore.cli.commands import training as training_cli
+
+    return train_on_shapes(tmp_path_factory.mktemp("trained_shapes"), training_cli.pick_demo_config(), epochs=20)
+
+
+@pytest.fixture(scope="session")
+def trained_two_stage(tmp_path_factory) -> TrainedShapes:
+    """Mask R-CNN (``faster_rcnn_r18_fpn_shapes`` with a small mask branch) trained for 40 iterations on the same
+    12 images (the two-stage ONNX export's test)."""
+    pytest.importorskip("det_two_stage")
+
+    def add_mask_branch(cfg) -> None:
+        roi_head = cfg["model"]["roi_head"]
+        cfg["model"]["type"] = "MaskRCNN"
+        roi_head["mask_roi_extractor"] = {"type": "SingleRoIExtractor", "out_channels": 64,
+                                          "featmap_strides": [4, 8, 16, 32],
+                                          "roi_layer": {"type": "RoIAlign", "output_size": 14, "sampling_ratio": 0,
+                                                        "aligned": True}}
+        roi_head["mask_head"] = {"type": "FCNMaskHead", "num_convs": 2, "in_channels": 64, "conv_out_channels": 64,
+                                 "num_classes": 3}
+        cfg["model"]["train_cfg"]["rcnn"]["mask_size"] = 28
+        cfg["model"]["test_cfg"]["rcnn"]["mask_thr_binary"] = 0.5
+        for step in cfg["train_pipeline"]:
+            if step["type"] == "LoadAnnotations":
+                step["with_mask"] = True
+
+    return train_on_shapes(tmp_path_factory.mktemp("trained_two_stage"), "faster_rcnn_r18_fpn_shapes", epochs=10,
+                           edit=add_mask_branch)
+
+
+def train_on_shapes(root: Path, name: str, epochs: int, edit=None) -> TrainedShapes:
+    """Train config ``name`` (changed by ``edit(cfg)``) on 12 shapes images for ``epochs`` epochs of 4 iterations."""
+    from detcore.cli.commands import training as training_cli
     from detcore.config import load_config
     from detcore.data.shapes import make_shapes
     from detcore.engine import Runner
 
-    root = tmp_path_factory.mktemp("trained_shapes")
     data_dir = root / "shapes"
     make_shapes(data_dir, num_train=12, num_val=4, size=SHAPES_SIZE, seed=0)
-    name = training_cli.pick_demo_config()
     cfg = load_config(name, [])
+    if edit is not None:
+        edit(cfg)
     training_cli._point_at_shapes(cfg, data_dir)
     training_cli._resize_pipelines(cfg, SHAPES_SIZE)
-    training_cli._demo_schedule(cfg, 20)
+    training_cli._demo_schedule(cfg, epochs)
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
         cfg[key]["num_workers"] = 0
     # evaluate on the training images: a short run can only be expected to fit what it has seen

@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "onnx", help="the network as ONNX with dynamic batch and image size (needs detcore[onnx])",
         description="Exports backbone, neck and head up to their raw per-level maps. Post-processing (score "
         "filter, top-k, box decoding, NMS) is outside the graph: detcore.tools.onnx_export.OnnxDetector runs the "
-        "graph in onnxruntime and then the head's own post-processing.")
+        "graph in onnxruntime and then the head's own post-processing. Two-stage detectors (Faster / Mask R-CNN) "
+        "are written as OUT.onnx (features and RPN maps), OUT.rcnn.onnx (RoIAlign and box head) and OUT.mask.onnx "
+        "(mask head); the proposal selection between them and the final NMS are detcore's code too.")
     onnx.add_argument("config")
     onnx.add_argument("checkpoint", type=Path)
     onnx.add_argument("out", type=Path, metavar="OUT.onnx")
@@ -129,13 +131,13 @@ def flops_command(args: argparse.Namespace) -> int:
 def export_onnx_command(args: argparse.Namespace) -> int:
     from detcore.apis import inference_detector, init_detector
     from detcore.config import load_config
-    from detcore.tools.onnx_export import OnnxDetector, export_onnx
+    from detcore.tools.onnx_export import OnnxDetector, export_onnx, exported_files
 
     cfg = load_config(args.config, args.set)
     model = init_detector(cfg, args.checkpoint)
     height, width = _shape(args.shape)
     out = export_onnx(model, args.out, height, width, opset=args.opset, classes=model.classes)
-    print(f"wrote {out} (post-processing outside the graph: OnnxDetector)")
+    print(f"wrote {', '.join(str(p) for p in exported_files(out))} (post-processing outside the graph: OnnxDetector)")
     if args.verify:
         ours = inference_detector(model, args.verify)
         theirs = OnnxDetector(out, cfg, args.checkpoint)(args.verify)

@@ -95,3 +95,16 @@ class TwoStageDetector(BaseDetector):
         if self.rpn_head is None:
             return feats
         return feats, self.rpn_head(feats).to_tuple()
+
+    def onnx_graphs(self, images: Tensor) -> list[Any]:
+        """``detcore export onnx``'s pieces: features + RPN maps, RoI box branch, RoI mask branch
+        (:mod:`det_common.detectors.onnx_graphs`)."""
+        from det_common.detectors.onnx_graphs import two_stage_graphs
+
+        return two_stage_graphs(self, images)
+
+    def predict_with_graphs(self, run: Any, batch: Batch) -> list[Instances]:
+        """Detections from the exported graphs, ``run(name, inputs)`` running one (``OnnxDetector.run``)."""
+        from det_common.detectors.onnx_graphs import predict_with_graphs
+
+        return predict_with_graphs(self, run, batch)

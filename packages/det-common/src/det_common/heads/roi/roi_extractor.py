@@ -83,8 +83,12 @@ class SingleRoIExtractor(RoIExtractor):
         if len(feats) == 1:
             return self.roi_layers[0](feats[0], rois)
         levels = self.map_roi_levels(rois)
+        pooled, order = [], []
         for i, (feat, layer) in enumerate(zip(feats, self.roi_layers)):
             inds = torch.nonzero(levels == i).flatten()
             if inds.numel() > 0:
-                roi_feats[inds] = layer(feat, rois[inds]).to(roi_feats.dtype)
-        return roi_feats
+                pooled.append(layer(feat, rois[inds]).to(roi_feats.dtype))
+                order.append(inds)
+        # level by level, then back to the RoIs' order: no in-place writes, so a traced (ONNX) graph also
+        # pools a level that gets no RoI at run time
+        return torch.cat(pooled)[torch.argsort(torch.cat(order))]
