@@ -87,10 +87,12 @@ def run(metric, dataset):
     return metric.compute()
 
 
-def test_official_ap_matches_hand_derived_values(tmp_path):
+@pytest.mark.parametrize("keep_files", [False, True])
+def test_official_ap_matches_hand_derived_values(tmp_path, keep_files):
     dataset = dataset_of(make_layout(tmp_path))
-    # `detcore test CONFIG CKPT --metrics cityscapes` on the Cityscapes config builds this metric
-    args = argparse.Namespace(metrics=["cityscapes"], format_only=False, outfile_prefix=None, config="x")
+    # `detcore test CONFIG CKPT --metrics cityscapes [--outfile-prefix P]` on the Cityscapes config builds this metric
+    prefix = str(tmp_path / "kept" / "results") if keep_files else None
+    args = argparse.Namespace(metrics=["cityscapes"], format_only=False, outfile_prefix=prefix, config="x")
     evaluation = _test_config(load_config("cityscapes_instance"), args, tmp_path)["evaluation"]
     metric = build_metric({**evaluation, "classwise": True}, SimpleNamespace(dataset=dataset))
     assert type(metric).__name__ == "CityscapesMetric" and metric.gt_dir == tmp_path / "gtFine" / "val"
@@ -107,6 +109,8 @@ def test_official_ap_matches_hand_derived_values(tmp_path):
     assert out["cityscapes_AP"] == pytest.approx((31 / 48 + 0) / 2)
     assert out["cityscapes_AP50"] == pytest.approx((19 / 24 + 0) / 2)
     assert "car" in metric.summary_text and "average" in metric.summary_text
+    kept = sorted(p.name for p in (tmp_path / "kept" / "results.cityscapes").glob("*_pred.txt")) if keep_files else []
+    assert kept == (["aachen_000000_000019_pred.txt", "bremen_000001_000019_pred.txt"] if keep_files else [])
 
 
 def test_format_only_writes_the_submission_files(tmp_path):

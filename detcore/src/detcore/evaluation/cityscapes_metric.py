@@ -134,11 +134,9 @@ class CityscapesMetric(CocoMetric):
             folder = self.write_predictions(results, Path(f"{self.outfile_prefix}.cityscapes"))
             logger.info(f"CityscapesMetric: wrote the Cityscapes submission files to {folder}")
             return out
-        if self.outfile_prefix:
-            numbers, text = self._evaluate_cityscapes(results, Path(f"{self.outfile_prefix}.cityscapes"))
-        else:
-            with tempfile.TemporaryDirectory(prefix="detcore-cityscapes-") as tmp:
-                numbers, text = self._evaluate_cityscapes(results, Path(tmp))
+        with tempfile.TemporaryDirectory(prefix="detcore-cityscapes-") as tmp:
+            folder = Path(f"{self.outfile_prefix}.cityscapes") if self.outfile_prefix else Path(tmp) / "predictions"
+            numbers, text = self._evaluate_cityscapes(results, folder, Path(tmp))
         out.update(numbers)
         self.summary_text = "\n".join(t for t in (coco_text, text) if t)
         logger.info(text)
@@ -169,23 +167,25 @@ class CityscapesMetric(CocoMetric):
             (folder / f"{stem}_pred.txt").write_text("".join(lines))
         return folder
 
-    def _evaluate_cityscapes(self, results: list[dict[str, Any]], folder: Path) -> tuple[dict[str, float], str]:
+    def _evaluate_cityscapes(self, results: list[dict[str, Any]], folder: Path,
+                             scratch: Path) -> tuple[dict[str, float], str]:
+        """The official numbers of predictions written to ``folder`` (``scratch``: the ground-truth cache)."""
         if self.gt_dir is None:
             raise ConfigError("CityscapesMetric: set gt_dir (the gtFine/<split>/ folder); the dataset's img_prefix "
                               "has no leftImg8bit folder to derive it from")
         gt_files, pred_files = [], []
-        self.write_predictions(results, folder / "predictions")
+        self.write_predictions(results, folder)
         for rec in results:
             image = self.coco.imgs[rec["image_id"]]
             gt_file = cityscapes_gt_file(self.gt_dir, image["file_name"])
             check_gt_file(gt_file, int(image["width"]), int(image["height"]))
             gt_files.append(os.path.abspath(gt_file))
             stem = Path(image["file_name"]).name.removesuffix(IMAGE_SUFFIX)
-            pred_files.append(os.path.abspath(folder / "predictions" / f"{stem}_pred.txt"))
+            pred_files.append(os.path.abspath(folder / f"{stem}_pred.txt"))
         cs = self.csev
         args = copy.copy(cs.args)  # the benchmark's settings: overlaps .50:.05:.95, 100-pixel minimum region
-        args.predictionPath, args.predictionWalk = os.path.abspath(folder / "predictions"), None
-        args.gtInstancesFile = str(folder / "gtInstances.json")  # its ground-truth cache: fresh for every run
+        args.predictionPath, args.predictionWalk = os.path.abspath(folder), None
+        args.gtInstancesFile = str(scratch / "gtInstances.json")  # its ground-truth cache: fresh for every run
         args.JSONOutput, args.quiet, args.colorized, args.csv = False, True, False, False
         buffer = io.StringIO()
         try:
