@@ -78,3 +78,39 @@ def test_training_reduces_loss() -> None:
     history = train_steps(model, batch, steps=8, lr=0.01)
     assert set(history[0]) == {"loss_cls", "loss_pts_init", "loss_pts_refine", "total"}
     assert sum(h["total"] for h in history[-2:]) < 0.8 * sum(h["total"] for h in history[:2])
+
+
+def test_grid_points_span_the_regressed_box() -> None:
+    head = build("dense_heads", {**shapes_cfg()["bbox_head"], "use_grid_points": True, "transform_method": "minmax"})
+    assert head.reppoints_pts_init_out.out_channels == 4
+    boxes = torch.tensor([-2.0, -2.0, 2.0, 2.0]).view(1, 4, 1, 1)
+    # shift the centre by half a width right, double the height
+    deltas = torch.tensor([0.5, 0.0, 0.0, float(torch.log(torch.tensor(2.0)))]).view(1, 4, 1, 1)
+    grid, box = head.grid_from_regression(deltas, boxes)
+    torch.testing.assert_close(box.flatten(), torch.tensor([0.0, -4.0, 4.0, 4.0]))
+    pairs = grid.view(9, 2)  # (y, x), row-major over the 3 x 3 grid
+    torch.testing.assert_close(pairs[:3], torch.tensor([[-4.0, 0.0], [-4.0, 2.0], [-4.0, 4.0]]))
+    torch.testing.assert_close(pairs[8], torch.tensor([4.0, 4.0]))
+    torch.testing.assert_close(head.points_to_boxes(grid).flatten(), box.flatten())
+
+
+@pytest.mark.parametrize("config", ["bbox_r50_grid_fpn_gn-neck+head_1x_coco", "bbox_r50_grid_center_fpn_gn-neck+head_1x_coco"])
+def test_bbox_rows_train(config: str) -> None:
+    """The BBox rows (anchor-like squares assigned by max IoU, or points by PointAssigner) give finite losses
+    with gradients into both box regressions."""
+    torch.manual_seed(0)
+    cfg = load_config(config)["model"]
+    head_cfg = {**cfg["bbox_head"], "train_cfg": cfg["train_cfg"], "num_classes": 3, "in_channels": 32,
+                "feat_channels": 32, "point_feat_channels": 32, "stacked_convs": 1, "point_strides": [8, 16, 32],
+                "norm_cfg": {"type": "GN", "num_groups": 8, "requires_grad": True}}
+    model = build("detectors", {**shapes_cfg(), "bbox_head": head_cfg,
+                                "neck": {**shapes_cfg()["neck"], "out_channels": 32, "num_outs": 3,
+                                         "norm_cfg": {"type": "GN", "num_groups": 8, "requires_grad": True}}}).train()
+    batch = synthetic_batch(torch.Generator().manual_seed(0), num_images=2, size=(64, 96), num_classes=3)
+    losses = model.loss(batch)
+    assert set(losses) == {"loss_cls", "loss_pts_init", "loss_pts_refine"}
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_pts_init"] > 0
+    sum(losses.values()).backward()
+    head = model.bbox_head
+    assert head.reppoints_pts_init_out.weight.grad.abs().sum() > 0
+    assert head.reppoints_pts_refine_out.weight.grad.abs().sum() > 0

@@ -40,6 +40,8 @@ class RepPointsHead(AnchorFreeHead):
     by ``point_base_scale`` strides, focal loss on the classes. ``transform_method``: "moment" (mean and
     std of the points, the half-size scaled by a learned ``moment_transfer``, whose gradient is ``moment_mul``),
     "minmax" (the extreme points), "partial_minmax" (the extremes of the first four points).
+    ``use_grid_points`` (the paper's "BBox" baseline): both stages regress a box (centre shift, log size) from a
+    square of ``point_base_scale`` strides, then from the initial box, and the points are the box's grid.
     """
 
     train_cfg_keys = ("init", "refine")
@@ -60,6 +62,7 @@ class RepPointsHead(AnchorFreeHead):
         loss_cls: Mapping[str, Any] = _LOSS_CLS,
         loss_bbox_init: Mapping[str, Any] = _LOSS_INIT,
         loss_bbox_refine: Mapping[str, Any] = _LOSS_REFINE,
+        use_grid_points: bool = False,
         center_init: bool = True,
         transform_method: str = "moment",
         moment_mul: float = 0.01,
@@ -78,6 +81,7 @@ class RepPointsHead(AnchorFreeHead):
         self.point_feat_channels = point_feat_channels
         self.gradient_mul = gradient_mul
         self.point_base_scale = point_base_scale
+        self.use_grid_points = use_grid_points
         self.center_init = center_init
         self.transform_method = transform_method
         self.moment_mul = moment_mul
@@ -95,11 +99,14 @@ class RepPointsHead(AnchorFreeHead):
         taps = torch.stack([base.repeat_interleave(kernel), base.repeat(kernel)], dim=1)
         self.register_buffer("dcn_base_offset", taps.reshape(1, -1, 1, 1), persistent=False)
         self.init_assigner = self.refine_assigner = None
+        self.init_on_points = True
         if train_cfg:
             for stage in ("init", "refine"):
                 if "assigner" not in self.train_cfg.get(stage, {}):
                     raise ConfigError(f"RepPointsHead: train_cfg.{stage}.assigner is missing (see the RepPoints configs)")
             self.init_assigner = build("assigners", self.train_cfg["init"]["assigner"])
+            # MMDetection's rule: a PointAssigner sees the points, any other assigner squares of point_base_scale strides
+            self.init_on_points = self.train_cfg["init"]["assigner"]["type"] == "PointAssigner"
             self.refine_assigner = build("assigners", self.train_cfg["refine"]["assigner"])
 
     # -- layers -----------------------------------------------------------------------------
@@ -111,7 +118,7 @@ class RepPointsHead(AnchorFreeHead):
         self.cls_convs = self._conv_tower()
         self.reg_convs = self._conv_tower()
         self.relu = nn.ReLU()
-        pts_dim = 2 * self.num_points
+        pts_dim = 4 if self.use_grid_points else 2 * self.num_points
         self.reppoints_cls_conv = point_dconv()
         self.reppoints_cls_out = nn.Conv2d(self.point_feat_channels, self.cls_out_channels, 1)
         self.reppoints_pts_init_conv = nn.Conv2d(self.feat_channels, self.point_feat_channels, 3, padding=1)
@@ -139,14 +146,37 @@ class RepPointsHead(AnchorFreeHead):
         """(class logits (N, C, H, W), initial points, refined points (N, 2 * num_points, H, W) as y, x pairs)."""
         cls_feat, pts_feat = self.tower_features(x)
         base = self.dcn_base_offset.to(x.dtype)
+        half = self.point_base_scale / 2
         pts_init = self.reppoints_pts_init_out(self.relu(self.reppoints_pts_init_conv(pts_feat)))
-        if not self.center_init:
-            pts_init = pts_init + base / base.max() * (self.point_base_scale / 2)
+        if self.use_grid_points:
+            box_init = x.new_tensor([-half, -half, half, half]).view(1, 4, 1, 1)
+            pts_init, box_init = self.grid_from_regression(pts_init, box_init)
+        elif not self.center_init:
+            pts_init = pts_init + base / base.max() * half
         g = self.gradient_mul
         offset = (1 - g) * pts_init.detach() + g * pts_init - base
         cls_score = self.reppoints_cls_out(self.relu(self.reppoints_cls_conv(cls_feat, offset)))
         pts_refine = self.reppoints_pts_refine_out(self.relu(self.reppoints_pts_refine_conv(pts_feat, offset)))
+        if self.use_grid_points:
+            return cls_score, pts_init, self.grid_from_regression(pts_refine, box_init.detach())[0]
         return cls_score, pts_init, pts_refine + pts_init.detach()
+
+    def grid_from_regression(self, deltas: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """The box representation of RepPoints' "BBox" rows: ``deltas`` (N, 4, H, W) move the centre of ``boxes``
+        (x1, y1, x2, y2 in strides) by (dx, dy) sizes and scale its size by exp(dw, dh); the new box's
+        sqrt(num_points)^2 grid points (y, x pairs, row-major, corners included) and the box itself."""
+        center = (boxes[:, :2] + boxes[:, 2:]) / 2
+        size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6)
+        new_size = size * torch.exp(deltas[:, 2:])
+        top_left = center + size * deltas[:, :2] - new_size / 2
+        steps = torch.linspace(0.0, 1.0, self.dcn_kernel, dtype=deltas.dtype, device=deltas.device).view(1, -1, 1, 1)
+        xs = top_left[:, 0:1] + new_size[:, 0:1] * steps  # (N, k, H, W)
+        ys = top_left[:, 1:2] + new_size[:, 1:2] * steps
+        k = self.dcn_kernel
+        grid_x = xs[:, None].expand(-1, k, -1, -1, -1)  # [row i][column j] = x_j
+        grid_y = ys[:, :, None].expand(-1, -1, k, -1, -1)  # [row i][column j] = y_i
+        grid = torch.stack([grid_y, grid_x], dim=3).flatten(1, 3)
+        return grid, torch.cat([top_left, top_left + new_size], dim=1)
 
     def points_to_boxes(self, pts: Tensor, y_first: bool = True) -> Tensor:
         """Boxes (N, 4, ...) x1, y1, x2, y2 of point sets (N, 2 * num_points, ...) given as (y, x) or (x, y) pairs."""
@@ -208,7 +238,11 @@ class RepPointsHead(AnchorFreeHead):
             return inds
 
         boxes = gt.boxes.to(points.dtype)
-        init_inds = assign(self.init_assigner, points)
+        if self.init_on_points:
+            init_inds = assign(self.init_assigner, points)
+        else:
+            half = self.point_base_scale * points[:, 2:4] / 2
+            init_inds = assign(self.init_assigner, torch.cat([points[:, :2] - half, points[:, :2] + half], dim=1))
         init_pos = (init_inds > 0).nonzero().flatten()
         init_targets = points.new_zeros((num_points, 4))
         init_weights = points.new_zeros((num_points, 4))
