@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from detcore.cli.commands import infer as infer_cli
 from detcore.cli.commands import logs as logs_cli
 from detcore.cli.commands import training as training_cli
 from detcore.engine import load_checkpoint
-from detcore.errors import DataError
+from detcore.errors import ConfigError, DataError
 
 TOYS = Path(__file__).parents[1] / "engine" / "toy_components.py"
 
@@ -93,10 +94,21 @@ def test_train_test_infer_round_trip(toy_config, tmp_path, capsys):
 
     out = tmp_path / "preds.json"
     assert cli("test", toy_config, work / "latest.pth", "--work-dir", work, "--metrics", "bbox", "--out", out) == 0
-    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    metrics = json.loads(captured.out.strip().splitlines()[-1])
     assert set(metrics) >= {"bbox_mAP", "bbox_mAP_50"} and 0.0 <= metrics["bbox_mAP"] <= 1.0
+    assert re.search(r"predicted 4 images in [0-9.]+ s \([0-9.]+ images/s\)", captured.err)
     preds = json.loads(out.read_text())
     assert sorted(p["image_id"] for p in preds) == [0, 1, 2, 3] and len(preds[0]["boxes"]) == 1
+    # the plain model and bf16 autocast: the same predictions up to bf16 rounding
+    for flags in (["--no-fast"], ["--precision", "bf16"]):
+        other = tmp_path / f"preds{len(flags)}.json"
+        assert cli("test", toy_config, work / "latest.pth", "--work-dir", work, "--out", other, *flags) == 0
+        for ours, theirs in zip(preds, json.loads(other.read_text())):
+            tol = 1e-5 if flags == ["--no-fast"] else 0.5
+            assert np.allclose(ours["boxes"], theirs["boxes"], atol=tol)
+    with pytest.raises(ConfigError, match="fp16.*CUDA"):
+        cli("test", toy_config, work / "latest.pth", "--work-dir", work, "--precision", "fp16")
 
     assert cli("test", toy_config, work / "latest.pth", "--work-dir", work, "--format-only",
                "--outfile-prefix", tmp_path / "export" / "res") == 0

@@ -13,7 +13,7 @@ from PIL import Image
 
 from detcore.apis import LoadImageFromArray, async_inference_detector, inference_detector, init_detector, show_result
 from detcore.checkpoint import save_checkpoint
-from detcore.errors import CheckpointError, DataError
+from detcore.errors import CheckpointError, ConfigError, DataError
 from detcore.structures import Instances
 
 TOYS = Path(__file__).parents[1] / "engine" / "toy_components.py"
@@ -150,3 +150,29 @@ def test_tta_pipeline_merges_views(toy_setup, tmp_path):
     # the 48x40 view of this 48x40 image is the plain one, so its detection competes in the merge
     assert float(merged.scores.max()) >= float(plain.scores.max()) - 1e-6
     assert bool(((merged.scores >= 0) & (merged.scores <= 1.0)).all())
+
+
+def test_fast_path_and_precision(toy_setup, monkeypatch):
+    """init_detector applies the detector's optimize_for_inference unless fast=False; precision="bf16" runs the
+    network under bf16 autocast and still returns float32 fields; fp16 needs CUDA; unknown names are refused."""
+    config, ckpt, _, images = toy_setup
+    from detcore_toys import ToyDetector
+
+    optimized = []
+    monkeypatch.setattr(ToyDetector, "optimize_for_inference", lambda self: optimized.append(self) or self)
+    fast = init_detector(config, ckpt)
+    assert optimized == [fast]
+    plain = init_detector(config, ckpt, fast=False)
+    assert optimized == [fast]
+    ref = inference_detector(plain, images[0][0])
+    assert plain.last_dtype == torch.float32 and torch.equal(inference_detector(fast, images[0][0]).boxes, ref.boxes)
+
+    bf16 = init_detector(config, ckpt, precision="bf16")
+    out = inference_detector(bf16, images[0][0])
+    assert bf16.last_dtype == torch.bfloat16
+    assert out.boxes.dtype == out.scores.dtype == torch.float32
+    assert torch.allclose(out.boxes, ref.boxes, atol=0.5) and out.labels.tolist() == ref.labels.tolist()
+    with pytest.raises(ConfigError, match="fp16.*CUDA"):
+        init_detector(config, ckpt, precision="fp16")
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, fp16"):
+        init_detector(config, ckpt, precision="int8")

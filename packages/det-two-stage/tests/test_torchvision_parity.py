@@ -9,53 +9,15 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn
 from det_two_stage.converters.torchvision import convert_fasterrcnn_resnet50_fpn
 from detcore.structures import Batch
 from det_common.bbox import bbox_overlaps as box_iou
-from ts_helpers import build_model, metas_for, smooth_images
+from ts_helpers import metas_for, torchvision_twins
 
 HEIGHT, WIDTH = 320, 448  # multiples of 64: torchvision then uses the nominal anchor strides on every level
 
 
-@torch.no_grad()
-def _randomize(tv: torch.nn.Module, images: torch.Tensor, generator: torch.Generator) -> None:
-    """Seeded random weights with O(1) activations: BatchNorm statistics calibrated on the images,
-    RPN outputs of varied objectness, and spread class biases so detections are confident and distinct."""
-    for module in tv.backbone.body.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.weight.uniform_(0.5, 1.5, generator=generator)
-            module.bias.normal_(0.0, 0.2, generator=generator)
-            module.momentum = None  # cumulative average: one pass sets the running statistics
-            module.reset_running_stats()
-    tv.backbone.body.train()
-    tv.backbone.body(images)
-    head = tv.rpn.head
-    head.conv[0][0].weight.normal_(0.0, 0.02, generator=generator)
-    head.cls_logits.weight.normal_(0.0, 0.05, generator=generator)
-    head.cls_logits.bias.normal_(0.0, 0.5, generator=generator)
-    head.bbox_pred.weight.normal_(0.0, 0.02, generator=generator)
-    predictor = tv.roi_heads.box_predictor
-    predictor.cls_score.weight.normal_(0.0, 0.15, generator=generator)
-    predictor.cls_score.bias.copy_(torch.randn(91, generator=generator) * 3.0)
-    predictor.cls_score.bias[0] = 1.0
-    predictor.bbox_pred.weight.normal_(0.0, 0.02, generator=generator)
-    predictor.bbox_pred.bias.normal_(0.0, 0.1, generator=generator)
-    tv.eval()
-
-
 @pytest.fixture(scope="module")
 def twins():
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    images = smooth_images(2, HEIGHT, WIDTH, generator)
-    tv = fasterrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, min_size=HEIGHT, max_size=WIDTH, image_mean=[0.0] * 3, image_std=[1.0] * 3
-    )
-    _randomize(tv, images, generator)
-    converted, unplaced = convert_fasterrcnn_resnet50_fpn(tv.state_dict())
-    assert unplaced == []
-    ours = build_model("faster_rcnn_r50_fpn_torchvision", inference_only=True)
-    result = ours.load_state_dict(converted, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
-    ours.eval()
-    return tv, ours, images
+    return torchvision_twins(fasterrcnn_resnet50_fpn, convert_fasterrcnn_resnet50_fpn, "faster_rcnn_r50_fpn_torchvision",
+                             2, HEIGHT, WIDTH)
 
 
 @torch.no_grad()

@@ -40,3 +40,43 @@ def smooth_images(num: int, height: int, width: int, generator: torch.Generator)
     return images
 
 
+@torch.no_grad()
+def randomize_faster_rcnn(tv: torch.nn.Module, images: torch.Tensor, generator: torch.Generator) -> None:
+    """Seeded random weights with O(1) activations: BatchNorm statistics calibrated on the images,
+    RPN outputs of varied objectness, and spread class biases so detections are confident and distinct."""
+    for module in tv.backbone.body.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.uniform_(0.5, 1.5, generator=generator)
+            module.bias.normal_(0.0, 0.2, generator=generator)
+            module.momentum = None  # cumulative average: one pass sets the running statistics
+            module.reset_running_stats()
+    tv.backbone.body.train()
+    tv.backbone.body(images)
+    head = tv.rpn.head
+    head.conv[0][0].weight.normal_(0.0, 0.02, generator=generator)
+    head.cls_logits.weight.normal_(0.0, 0.05, generator=generator)
+    head.cls_logits.bias.normal_(0.0, 0.5, generator=generator)
+    head.bbox_pred.weight.normal_(0.0, 0.02, generator=generator)
+    predictor = tv.roi_heads.box_predictor
+    predictor.cls_score.weight.normal_(0.0, 0.15, generator=generator)
+    predictor.cls_score.bias.copy_(torch.randn(91, generator=generator) * 3.0)
+    predictor.cls_score.bias[0] = 1.0
+    predictor.bbox_pred.weight.normal_(0.0, 0.02, generator=generator)
+    predictor.bbox_pred.bias.normal_(0.0, 0.1, generator=generator)
+    tv.eval()
+
+
+def torchvision_twins(tv_builder, converter, base_config: str, num_images: int, height: int, width: int):
+    """(torchvision model with seeded calibrated weights, our model of ``base_config`` with its converted weights,
+    images (num_images, 3, height, width)); torchvision's transform leaves these images unchanged."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    images = smooth_images(num_images, height, width, generator)
+    tv = tv_builder(weights=None, weights_backbone=None, min_size=height, max_size=width,
+                    image_mean=[0.0] * 3, image_std=[1.0] * 3)
+    randomize_faster_rcnn(tv, images, generator)
+    converted, unplaced = converter(tv.state_dict())
+    assert unplaced == []
+    ours = build_model(base_config, inference_only=True)
+    ours.load_state_dict(converted, strict=True)
+    return tv, ours.eval(), images

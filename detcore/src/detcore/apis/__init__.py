@@ -5,7 +5,9 @@ from detcore.apis.inference import (
     async_inference_detector,
     inference_detector,
     init_detector,
+    prepare_batch,
     show_result,
 )
 
-__all__ = ["LoadImageFromArray", "async_inference_detector", "inference_detector", "init_detector", "show_result"]
+__all__ = ["LoadImageFromArray", "async_inference_detector", "inference_detector", "init_detector", "prepare_batch",
+           "show_result"]

@@ -77,12 +77,21 @@ def init_detector(
     config: str | os.PathLike[str] | Mapping[str, Any],
     checkpoint: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
+    *,
+    fast: bool = True,
+    precision: str = "fp32",
 ) -> nn.Module:
     """Build the detector of ``config`` (name, path or loaded config), load ``checkpoint`` weights, eval mode.
 
     The model gets ``cfg`` (the config) and ``classes`` (from the checkpoint meta, else the config).
+    ``fast`` (default) applies the detector's ``optimize_for_inference`` (BatchNorms folded into the
+    convolutions, channels-last): same detections up to float rounding, but the model can no longer be
+    trained or take another state dict; pass ``fast=False`` for the plain module. ``precision`` ("fp32",
+    "bf16", or "fp16" on CUDA) is the autocast ``inference_detector`` runs the network in; post-processing
+    stays in fp32.
     """
     from detcore.config import load_config
+    from detcore.engine.amp import inference_dtype
     from detcore.engine.device import resolve_device
     from detcore.engine.checkpoint import compare_state, extract_state_dict, load_checkpoint, misfit_error
     from detcore.registry import build
@@ -106,7 +115,11 @@ def init_detector(
     model.cfg = cfg
     model.classes = classes
     model.test_pipeline_cfg = test_pipeline_config(cfg)
-    return model.to(device).eval()
+    model.inference_dtype = inference_dtype(precision, device)
+    model = model.to(device).eval()
+    if fast:
+        model = model.optimize_for_inference()
+    return model
 
 
 def _pipeline_for(model: nn.Module, from_array: bool) -> Any:
@@ -145,9 +158,15 @@ def prepare_batch(model: nn.Module, images: ImageInput | Sequence[ImageInput]) -
     return collate(samples).to(next(model.parameters()).device)
 
 
-@torch.no_grad()
 def inference_detector(model: nn.Module, images: ImageInput | Sequence[ImageInput]) -> Instances | list[Instances]:
-    """Detections (boxes in original pixels) for one image or a list; returns the same shape as given."""
+    """Detections (boxes in original pixels) for one image or a list; returns the same shape as given.
+
+    Runs in ``torch.inference_mode`` and in the precision ``init_detector`` was given; fields come back
+    on the CPU in float32.
+    """
+    from detcore.engine.amp import autocast_for
+    from detcore.engine.evaluation import as_float32
+
     single = isinstance(images, (str, os.PathLike, np.ndarray))
     items = [images] if single else list(images)
     if not items:
@@ -156,14 +175,15 @@ def inference_detector(model: nn.Module, images: ImageInput | Sequence[ImageInpu
     samples = [_prepare(model, img, i) for i, img in enumerate(items)]
     if any(s is None for s in samples):
         raise DataError("the test pipeline dropped an input image; test pipelines must keep every image")
-    if isinstance(samples[0], list):  # MultiScaleFlipAug: one sample per view
-        results = []
-        for views in samples:
-            batches = [collate([v]).to(device) for v in views]
-            results.extend(model.predict_tta(batches))
-    else:
-        results = model.predict(collate(samples).to(device), rescale=True)
-    results = [r.to("cpu") for r in results]
+    with torch.inference_mode(), autocast_for(device, getattr(model, "inference_dtype", None)):
+        if isinstance(samples[0], list):  # MultiScaleFlipAug: one sample per view
+            results = []
+            for views in samples:
+                batches = [collate([v]).to(device) for v in views]
+                results.extend(model.predict_tta(batches))
+        else:
+            results = model.predict(collate(samples).to(device), rescale=True)
+    results = as_float32(results)
     return results[0] if single else results
 
 

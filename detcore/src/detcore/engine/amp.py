@@ -53,3 +53,32 @@ class MixedPrecision:
         if not self.enabled:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+
+INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` ("fp32" | "bf16" | "fp16", or the long names) on ``device``;
+    None for fp32. bf16 runs anywhere (fastest on CPUs with AVX-512 BF16 / AMX); fp16 needs CUDA."""
+    name = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(str(precision), str(precision))
+    if name not in INFERENCE_PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
+    if name == "fp32":
+        return None
+    if name == "fp16" and device.type != "cuda":
+        raise ConfigError("precision 'fp16' needs a CUDA device; use 'bf16' on CPU")
+    return AMP_DTYPES[name]
+
+
+def precision_settings(precision: str, device: torch.device) -> dict[str, Any]:
+    """The ``amp`` table that gives inference in ``precision`` (for :class:`MixedPrecision`)."""
+    dtype = inference_dtype(precision, device)
+    return {"enable": False} if dtype is None else {"enable": True, "dtype": str(dtype).removeprefix("torch.")}
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to ``dtype`` on ``device``'s type, or nothing for None (fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -9,6 +9,8 @@ see on the runner (``epoch``, ``iter``, ``inner_iter``, ``data_epoch``, ``data_p
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +182,22 @@ def first_view(batch: AnyBatch) -> Batch:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """Images predicted and the wall time from the first batch request to the last prediction (data loading,
+    the network and post-processing; not the metric)."""
+
+    images: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.images} images in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s)"
+
+
 class EvalLoop:
     """One pass over val or test data: predictions (merged over TTA views) to the metric and the sinks.
 
@@ -211,6 +229,7 @@ class EvalLoop:
         self.metric.reset()
         total = len(getattr(self.loader, "dataset", ())) // max(get_world_size(), 1) or None
         bar = Progress(total, "test", enabled=self.progress and is_main_process())
+        images, start = 0, time.perf_counter()
         for batch in self.loader:
             if self.call_hooks:
                 runner.call_hook("before_val_iter")
@@ -221,7 +240,11 @@ class EvalLoop:
             if self.call_hooks:
                 runner.call_hook("after_val_iter")
             bar.update(len(first_view(batch).metas))
+            images += len(first_view(batch).metas)
         bar.close()
+        seconds = time.perf_counter() - start
+        self.throughput = Throughput(images, seconds)
+        runner.logger.info(f"predicted {self.throughput}")
         results = compute_metric(self.metric, runner.logger)
         if was_training:
             runner.model.train()

@@ -360,7 +360,9 @@ class Runner:
         if show_dir is not None:
             classes = getattr(self.test_dataloader.dataset, "classes", None)
             sinks.append(PredictionDrawer(show_dir, classes, show_score_thr))
-        self.test_metrics = EvalLoop(self, self.test_dataloader, self.test_metric, sinks=sinks, progress=progress).run()
+        loop = EvalLoop(self, self.test_dataloader, self.test_metric, sinks=sinks, progress=progress)
+        self.test_metrics = loop.run()
+        self.test_throughput = loop.throughput
         if records is not None:
             predictions_out.extend(records.gathered())
         if is_main_process():

@@ -143,3 +143,8 @@ class Detector(nn.Module, ABC):
     def forward_tensor(self, images: Tensor) -> Any:
         """Raw network outputs without post-processing; defaults to the features."""
         return self.extract_feat(images)
+
+    def optimize_for_inference(self) -> "Detector":
+        """Make this eval-mode detector faster for inference with the same outputs up to float rounding
+        (e.g. fold BatchNorms into convolutions); the result may no longer train. Default: unchanged."""
+        return self.eval()

@@ -153,7 +153,7 @@ def load_fixture_model(config: str | Mapping[str, Any], fixture: MMDetFixture) -
     """The detector of ``config`` in eval mode with the fixture's weights (MMDetection 3 names) loaded strictly."""
     from detcore.apis import init_detector
 
-    model = init_detector(config, device="cpu")
+    model = init_detector(config, device="cpu", fast=False)  # the plain module takes the fixture's state dict
     model.load_state_dict(fixture.state_dict(), strict=True)
     return model.eval()
 

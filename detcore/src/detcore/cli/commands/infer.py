@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from detcore.cli.options import add_set_option
+from detcore.cli.options import add_inference_options, add_set_option
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     infer.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     infer.add_argument("--max-frames", type=int, help="stop a video or camera after this many frames")
     add_set_option(infer)
+    add_inference_options(infer)
     infer.set_defaults(handler=infer_command)
 
 
@@ -129,7 +130,7 @@ def infer_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     if isinstance(cfg.get("model"), dict):
         check_model_cfg_keys(cfg["model"], cfg)
-    model = init_detector(cfg, args.checkpoint, device=args.device)
+    model = init_detector(cfg, args.checkpoint, device=args.device, fast=args.fast, precision=args.precision)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     failures: list[str] = []

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from detcore.cli.options import add_set_option
+from detcore.cli.options import add_inference_options, add_set_option
 
 # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other work,
 # spinning threads of an idle-waiting team take cores from the busy ones and a training step can
@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     test.add_argument("--work-dir", type=Path, help="where the log goes (default: the checkpoint's folder)")
     add_set_option(test)
     test.add_argument("--launcher", choices=["none", "torchrun"], default="none")
+    add_inference_options(test)
     test.set_defaults(handler=test_command)
 
     demo = subparsers.add_parser("demo", help="make a shapes dataset, train a small detector, evaluate, draw")
@@ -149,6 +150,7 @@ def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
 def test_command(args: argparse.Namespace) -> int:
     from detcore.config import load_config
     from detcore.engine import Runner, load_weights
+    from detcore.engine.amp import MixedPrecision, precision_settings
     from detcore.engine.dist import is_main_process
     from detcore.engine.validation import validate_config
 
@@ -158,6 +160,9 @@ def test_command(args: argparse.Namespace) -> int:
     runner = Runner.from_config(_test_config(cfg, args, work_dir), work_dir=work_dir, launcher=args.launcher)
     try:
         load_weights(runner.module, args.checkpoint, strict=True, use="detcore test")
+        runner.amp = MixedPrecision(precision_settings(args.precision, runner.device), runner.device)
+        if args.fast:
+            runner.module.optimize_for_inference()
         predictions: list[dict[str, Any]] | None = [] if args.out else None
         metrics = runner.test(predictions_out=predictions, show_dir=args.show_dir,
                               show_score_thr=args.show_score_thr, progress=True)
@@ -171,6 +176,7 @@ def test_command(args: argparse.Namespace) -> int:
             summary = getattr(runner.test_metric, "summary_text", "")
             if summary:
                 print(summary)
+            print(f"predicted {runner.test_throughput}", file=sys.stderr)
             print(json.dumps(json_safe(metrics), allow_nan=False))
     except BaseException as exc:
         runner.log_failure(exc)

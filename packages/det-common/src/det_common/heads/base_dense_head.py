@@ -155,7 +155,8 @@ class BaseDenseHead(DenseHead):
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, feats: Sequence[Tensor], metas: Sequence[ImageMeta], rescale: bool = True) -> list[Instances]:
-        return self.predict_by_feat(self(feats), metas, rescale=rescale)
+        """Detections per image; the network may run in reduced precision, post-processing runs in fp32."""
+        return self.predict_by_feat(self(feats).float(), metas, rescale=rescale)
 
     def predict_cfg(self, cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The test settings in force: ``test_cfg`` with ``cfg`` laid over it."""

@@ -42,6 +42,19 @@ class DenseOutputs:
     def featmap_sizes(self) -> list[tuple[int, int]]:
         return [(int(c.shape[-2]), int(c.shape[-1])) for c in self.cls_scores]
 
+    def float(self) -> "DenseOutputs":
+        """The same outputs in float32 (post-processing runs in fp32 after a reduced-precision forward)."""
+
+        def cast(maps: list[Tensor]) -> list[Tensor]:
+            return [m.float() for m in maps]
+
+        return DenseOutputs(
+            cast(self.cls_scores),
+            cast(self.bbox_preds),
+            None if self.score_factors is None else cast(self.score_factors),
+            {name: cast(maps) for name, maps in self.extras.items()},
+        )
+
     def to_tuple(self) -> tuple[list[Tensor], ...]:
         """(cls_scores, bbox_preds[, score_factors], *extras): plain lists of tensors for export and tracing."""
         out: tuple[list[Tensor], ...] = (self.cls_scores, self.bbox_preds)

@@ -1,4 +1,4 @@
-"""torchvision Faster R-CNN state dicts -> detcore's (MMDetection v2) parameter names.
+"""torchvision Faster R-CNN and Mask R-CNN state dicts -> detcore's (MMDetection v2) parameter names.
 
 torchvision's box predictor has 91 COCO-category outputs with background first; detcore's
 ``fc_cls`` puts background last and ``fc_reg`` has no background deltas, so those rows move.
@@ -27,6 +27,16 @@ BOX_HEAD_RULES: list[Rule] = [
 ]
 
 
+# torchvision's MaskRCNNHeads are Conv2dNormActivation blocks ("mask_head.<i>.0"; "mask_fcn<i+1>" before 0.13).
+MASK_HEAD_RULES: list[Rule] = [
+    (r"roi_heads\.mask_head\.(\d+)\.0\.(weight|bias)", lambda m: f"roi_head.mask_head.convs.{m[1]}.conv.{m[2]}"),
+    (r"roi_heads\.mask_head\.mask_fcn(\d+)\.(weight|bias)",
+     lambda m: f"roi_head.mask_head.convs.{int(m[1]) - 1}.conv.{m[2]}"),
+    (r"roi_heads\.mask_predictor\.conv5_mask\.(weight|bias)", r"roi_head.mask_head.upsample.\1"),
+    (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)", r"roi_head.mask_head.conv_logits.\1"),
+]
+
+
 def background_last(tensor: Tensor) -> Tensor:
     """Classifier rows [bg, c1..cK] -> [c1..cK, bg]."""
     return torch.cat([tensor[1:], tensor[:1]], dim=0)
@@ -52,3 +62,17 @@ def convert_fasterrcnn_resnet50_fpn(state_dict: dict[str, Tensor]) -> tuple[dict
         if reg_key in converted:
             converted[reg_key] = drop_background_deltas(converted[reg_key])
     return converted, unplaced
+
+
+def convert_maskrcnn_resnet50_fpn(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """Convert ``torchvision.models.detection.maskrcnn_resnet50_fpn`` weights: the Faster R-CNN part as above,
+    the mask head's convolutions, and its logits without the background channel."""
+    box_part = {k: v for k, v in state_dict.items() if not k.startswith(("roi_heads.mask_head.", "roi_heads.mask_predictor."))}
+    converted, unplaced = convert_fasterrcnn_resnet50_fpn(box_part)
+    mask_part = {k: v for k, v in state_dict.items() if k not in box_part}
+    masks, mask_unplaced = rename_state_dict(mask_part, MASK_HEAD_RULES)
+    for suffix in ("weight", "bias"):
+        key = f"roi_head.mask_head.conv_logits.{suffix}"
+        if key in masks:
+            masks[key] = masks[key][1:]  # channel 0 is torchvision's background
+    return {**converted, **masks}, unplaced + mask_unplaced

@@ -174,6 +174,7 @@ class BBoxHead(BBoxHeadInterface):
         ``test_cfg``: ``score_thr``, ``nms``, ``max_per_img``, and ``min_bbox_size`` (drop boxes
         narrower or shorter than it, as torchvision does with 0.01).
         """
+        cls_score, bbox_pred = cls_score.float(), bbox_pred.float()  # fp32 post-processing after a bf16 forward
         scores = F.softmax(cls_score, dim=-1)[:, : self.num_classes]
         boxes = self.decode_boxes(rois, bbox_pred, meta.img_shape)
         min_size = test_cfg.get("min_bbox_size", 0.0)

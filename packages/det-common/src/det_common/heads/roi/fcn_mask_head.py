@@ -21,7 +21,8 @@ UPSAMPLE_METHODS = ("deconv", "nearest", "bilinear")
 
 class FCNMaskHead(MaskHead):
     """``num_convs`` 3x3 ``convs``, an ``upsample`` (deconv by default) + ReLU, and a 1x1 ``conv_logits``
-    giving (K, num_classes or 1, 2S, 2S) mask logits for S x S RoI features (MMDetection's FCNMaskHead)."""
+    giving (K, num_classes or 1, 2S, 2S) mask logits for S x S RoI features (MMDetection's FCNMaskHead).
+    ``paste``: how a mask is resampled into its box, "mmdet" (pixel centres) or "torchvision" (its Mask R-CNN's)."""
 
     def __init__(
         self,
@@ -37,8 +38,12 @@ class FCNMaskHead(MaskHead):
         conv_cfg: dict[str, Any] | None = None,
         norm_cfg: dict[str, Any] | None = None,
         loss_mask: dict[str, Any] | None = None,
+        paste: str = "mmdet",
     ) -> None:
         super().__init__()
+        if paste not in PASTE_FUNCTIONS:
+            raise ValueError(f"FCNMaskHead: paste must be one of {sorted(PASTE_FUNCTIONS)}, got {paste!r}")
+        self.paste = paste
         if upsample_method not in UPSAMPLE_METHODS:
             raise ValueError(f"FCNMaskHead: upsample_method must be one of {UPSAMPLE_METHODS}, got {upsample_method!r}")
         self.roi_feat_size = roi_feat_size
@@ -120,17 +125,18 @@ class FCNMaskHead(MaskHead):
     def class_probs(self, mask_pred: Tensor, labels: Tensor) -> Tensor:
         """(N, M, M) foreground probabilities of each detection's class channel (channel 0 when class agnostic)."""
         channel = torch.zeros_like(labels) if self.class_agnostic else labels
-        return mask_pred[torch.arange(mask_pred.shape[0], device=mask_pred.device), channel].sigmoid()
+        return mask_pred[torch.arange(mask_pred.shape[0], device=mask_pred.device), channel].float().sigmoid()
 
-    @staticmethod
-    def paste_probs(probs: Tensor | None, boxes: Tensor, out_shape: tuple[int, int], threshold: float = 0.5) -> Tensor:
+    def paste_probs(
+        self, probs: Tensor | None, boxes: Tensor, out_shape: tuple[int, int], threshold: float = 0.5
+    ) -> Tensor:
         """(N, H, W) bool masks from per-detection (M, M) probabilities pasted into their boxes and thresholded."""
         height, width = int(out_shape[0]), int(out_shape[1])
         masks = torch.zeros((boxes.shape[0], height, width), dtype=torch.bool, device=boxes.device)
         if probs is None:
             return masks
         for i in range(boxes.shape[0]):
-            pasted = paste_mask(probs[i], boxes[i], height, width)
+            pasted = PASTE_FUNCTIONS[self.paste](probs[i], boxes[i], height, width)
             if pasted is not None:
                 (x0, y0), region = pasted
                 masks[i, y0 : y0 + region.shape[0], x0 : x0 + region.shape[1]] = region >= threshold
@@ -152,3 +158,27 @@ def paste_mask(prob: Tensor, box: Tensor, height: int, width: int) -> tuple[tupl
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
     region = F.grid_sample(prob[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return (x0, y0), region[0, 0]
+
+
+def paste_mask_torchvision(
+    prob: Tensor, box: Tensor, height: int, width: int
+) -> tuple[tuple[int, int], Tensor] | None:
+    """``paste_mask`` as torchvision's Mask R-CNN does it: the (M, M) mask gets a one-pixel zero border, its box is
+    widened about its centre by (M + 2) / M and truncated to whole pixels, and the bordered mask is resized
+    bilinearly to the box's (h + 1, w + 1) pixels."""
+    size = prob.shape[-1]
+    scale = (size + 2) / size
+    cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+    half_w, half_h = float(box[2] - box[0]) / 2 * scale, float(box[3] - box[1]) / 2 * scale
+    x1, y1, x2, y2 = (int(v) for v in (cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+    box_w, box_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+    bordered = F.pad(prob[None, None], (1, 1, 1, 1))
+    resized = F.interpolate(bordered, size=(box_h, box_w), mode="bilinear", align_corners=False)[0, 0]
+    x0, y0 = max(x1, 0), max(y1, 0)
+    xe, ye = min(x2 + 1, width), min(y2 + 1, height)
+    if xe <= x0 or ye <= y0:
+        return None
+    return (x0, y0), resized[y0 - y1 : ye - y1, x0 - x1 : xe - x1]
+
+
+PASTE_FUNCTIONS = {"mmdet": paste_mask, "torchvision": paste_mask_torchvision}

@@ -1,0 +1,9 @@
+"""The fast inference path (``init_detector``'s default) on Deformable DETR's MMDetection fixture."""
+
+from pathlib import Path
+
+from det_common.testing import assert_fast_path_matches
+
+
+def test_fast_path_gives_the_plain_models_outputs():
+    assert_fast_path_matches(Path(__file__).resolve().parents[3] / "tests/fixtures/mmdet-refs/deformable_detr_r50_16x2_50e_coco")
