@@ -1,1 +1,1 @@
-"""Layers the cascade family's heads are built of (SCNet's simplified residual blocks)."""
+"""Layers of the cascade family (import the submodules directly)."""

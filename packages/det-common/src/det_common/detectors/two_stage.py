@@ -81,12 +81,15 @@ class TwoStageDetector(BaseDetector):
 
     def predict(self, batch: Batch, rescale: bool = True) -> list[Instances]:
         feats = self.extract_feat(batch.images)
+        if self.roi_head is None:
+            if self.rpn_head is None:
+                raise ValueError(f"{type(self).__name__} has neither an rpn_head nor a roi_head to predict with")
+            # an RPN-only detector (proposal metric, e.g. Cascade RPN): its proposals in original pixels
+            return self.rpn_head.predict(feats, batch.metas, rescale=rescale)
         if self.rpn_head is not None and batch.proposals is None:
             proposals = self.rpn_head.predict(feats, batch.metas, rescale=False)
         else:
             proposals = self.proposals_of(batch)
-        if self.roi_head is None:
-            raise ValueError(f"{type(self).__name__} has no roi_head to predict with")
         return self.roi_head.predict(feats, proposals, batch.metas, rescale=rescale)
 
     def forward_tensor(self, images: Tensor) -> Any:

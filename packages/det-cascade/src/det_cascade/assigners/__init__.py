@@ -1,0 +1,1 @@
+"""Assigners of the cascade family (import the submodules directly)."""
