@@ -5,7 +5,7 @@ paired by associative embeddings (corners of one object embed close, of differen
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -250,23 +250,27 @@ class CornerHead(DenseHead):
         left, top = canvas_offset(meta)
         scale = {"x": input_w / width, "y": input_h / height}
         shift = {"x": left, "y": top}
-        image = {}
-        for name, value in corners.items():
-            axis = name[-1]
+
+        def to_image(value: Tensor, axis: str) -> Tensor:
+            """Feature-map coordinates along ``axis`` to image pixels off the canvas, negatives set to 0."""
             value = value * scale[axis] - shift[axis]
-            image[name] = torch.where(value > 0.0, value, torch.zeros_like(value)).expand(k, k)
+            return torch.where(value > 0.0, value, torch.zeros_like(value))
+
+        image = {name: to_image(value, name[-1]).expand(k, k) for name, value in corners.items()}
         boxes = torch.stack([image["tl_x"], image["tl_y"], image["br_x"], image["br_y"]], dim=-1)
         scores = (tl_scores[0][:, None] + br_scores[0][None, :]) / 2
         rejected = ((tl_labels[0][:, None] != br_labels[0][None, :]) | (image["br_x"] <= image["tl_x"])
-                    | (image["br_y"] <= image["tl_y"]) | self.reject_pairs(outs, tl_pos, br_pos, corners, boxes, meta))
+                    | (image["br_y"] <= image["tl_y"]) | self.reject_pairs(outs, tl_pos, br_pos, corners, boxes, to_image))
         scores = torch.where(rejected, torch.full_like(scores, -1.0), scores)
         scores, best = scores.reshape(-1).topk(min(int(cfg["num_dets"]), k * k))
         labels = tl_labels[0][:, None].expand(k, k).reshape(-1)[best]
         return boxes.reshape(-1, 4)[best], scores, labels
 
     def reject_pairs(self, outs: Mapping[str, Tensor], tl_pos: Tensor, br_pos: Tensor, corners: Mapping[str, Tensor],
-                     boxes: Tensor, meta: ImageMeta) -> Tensor:
-        """(k, k) True for pairs whose embeddings differ by more than ``distance_threshold``."""
+                     boxes: Tensor, to_image: Callable[[Tensor, str], Tensor]) -> Tensor:
+        """(k, k) True for pairs that do not belong together: here, embeddings more than ``distance_threshold``
+        apart. ``corners``: feature-map corner coordinates (``tl_x`` (k, 1), ..., ``br_y`` (1, k)); ``boxes``
+        (k, k, 4) the pairs' boxes in image pixels; ``to_image`` maps feature coordinates to image pixels."""
         tl_emb = gather_at(outs["tl_emb"], tl_pos)[0, :, 0]
         br_emb = gather_at(outs["br_emb"], br_pos)[0, :, 0]
         return (tl_emb[:, None] - br_emb[None, :]).abs() > self.test_cfg["distance_threshold"]
