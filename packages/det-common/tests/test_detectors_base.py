@@ -35,6 +35,31 @@ def test_fuse_conv_bn_skips_training_norms() -> None:
     assert fuse_conv_bn(model) == 0
 
 
+class _NormOnTheInput(nn.Module):
+    """Registers a conv and then a norm, but normalises its input, not the conv's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.norm(x))
+
+
+def test_fuse_conv_bn_folds_only_where_the_order_is_known() -> None:
+    """A module that does not declare ``norm_follows_conv`` keeps its norm; ResNet's blocks declare it and fold."""
+    from det_common.backbones import ResNet
+
+    odd = _NormOnTheInput().eval()
+    assert fuse_conv_bn(odd) == 0 and isinstance(odd.norm, nn.BatchNorm2d)
+    resnet = ResNet(depth=18, out_indices=(3,)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    expected = resnet(x)
+    assert fuse_conv_bn(resnet) == 20  # stem, 8 blocks x 2, 3 downsamples
+    torch.testing.assert_close(resnet(x), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_torchvision_resnet_fpn_keys() -> None:
     t = torch.zeros(1)
     state = {

@@ -23,6 +23,8 @@ _DEFAULT_NORM = {"type": "BN", "requires_grad": True}
 class BasicBlock(nn.Module):
     """Two 3x3 convs with an identity shortcut (ResNet-18/34)."""
 
+    norm_follows_conv = True  # each norm is applied to the output of the conv registered before it (fusion.py)
+
     expansion = 1
 
     def __init__(
@@ -77,6 +79,8 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 -> 1x1 convs (x4 channels) with a shortcut; the 3x3 may be grouped (ResNeXt) or deformable."""
+
+    norm_follows_conv = True  # each norm is applied to the output of the conv registered before it (fusion.py)
 
     expansion = 4
 
@@ -179,6 +183,8 @@ def make_res_layer(
 
 class ResNet(Backbone):
     """ResNet-18/34/50/101/152 returning the outputs of the stages in ``out_indices`` (C2..C5 by default)."""
+
+    norm_follows_conv = True  # each norm is applied to the output of the conv registered before it (fusion.py)
 
     arch_settings: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
         18: (BasicBlock, (2, 2, 2, 2)),

@@ -22,11 +22,13 @@ def _fold_into_conv(conv: nn.Conv2d, norm: nn.Module) -> None:
 
 
 def _norm_follows_conv(parent: nn.Module) -> bool:
-    """Whether a norm registered after a conv in ``parent`` also runs right after it."""
+    """Whether a norm registered right after a conv in ``parent`` also runs right after it on the conv's output
+    alone: true of ConvModule's conv-norm order, of Sequential, and of modules that declare it with the class
+    attribute ``norm_follows_conv = True`` (ResNet and its blocks). Other modules are left unfolded."""
     if isinstance(parent, ConvModule):
         order = list(parent.order)
         return order.index("norm") == order.index("conv") + 1
-    return True
+    return isinstance(parent, nn.Sequential) or bool(getattr(parent, "norm_follows_conv", False))
 
 
 def fuse_conv_bn(module: nn.Module) -> int:
