@@ -36,9 +36,12 @@ class RoIAlign(nn.Module):
         self.pool_mode = pool_mode
 
     def forward(self, feat: Tensor, rois: Tensor) -> Tensor:
-        return ops.roi_align(
-            feat, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned, self.pool_mode
+        """(K, C, oh, ow) features of RoIs (K, 5); pooled in fp32 (RoIs lose pixels in bf16), in ``feat``'s dtype."""
+        pooled = ops.roi_align(
+            feat.float(), rois.float(), self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned,
+            self.pool_mode,
         )
+        return pooled.to(feat.dtype)
 
     def extra_repr(self) -> str:
         return (
@@ -56,7 +59,8 @@ class RoIPool(nn.Module):
         self.spatial_scale = float(spatial_scale)
 
     def forward(self, feat: Tensor, rois: Tensor) -> Tensor:
-        return ops.roi_pool(feat, rois, self.output_size, self.spatial_scale)
+        """(K, C, oh, ow) features of RoIs (K, 5); pooled in fp32, returned in ``feat``'s dtype."""
+        return ops.roi_pool(feat.float(), rois.float(), self.output_size, self.spatial_scale).to(feat.dtype)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
