@@ -17,6 +17,8 @@ CONFIGS = [
     ("backbones", {"type": "ResNeXt", "depth": 50, "groups": 4, "base_width": 4, "num_stages": 1,
                    "out_indices": [0]}),
     ("backbones", {"type": "VGG", "depth": 11, "num_stages": 2, "out_indices": [1]}),
+    ("backbones", {"type": "HourglassNet", "downsample_times": 2, "num_stacks": 1, "stage_channels": [8, 8, 16],
+                   "stage_blocks": [1, 1, 1], "feat_channel": 8}),
     ("backbones", {"type": "DetectoRS_ResNet", "depth": 50, "base_channels": 4, "conv_cfg": {"type": "ConvAWS"},
                    "sac": {"type": "SAC", "use_deform": True}, "stage_with_sac": [False, True, True, True]}),
     ("necks", {"type": "RFP", "rfp_steps": 2, "aspp_out_channels": 2, "in_channels": [16, 32, 64, 128],
