@@ -7,9 +7,11 @@ import functools
 import numpy as np
 import pytest
 import torch
+from torchvision import tv_tensors
 
 from detcore.data.datasets.coco import CocoDataset
 from detcore.data.transforms.augment import MultiScaleFlipAug
+from detcore.data.transforms.compose import RandomChoice
 from detcore.data.transforms.formatting import PackDetInputs
 from detcore.data.transforms.geometric import (
     Expand,
@@ -61,6 +63,12 @@ TRANSFORMS = {
     "pad_divisor": lambda: Pad(size_divisor=64),
     "pad_fixed": lambda: Pad(size=(130, 150)),
     "random_crop": lambda: RandomCrop(crop_size=(60, 70)),
+    "random_crop_range": lambda: RandomCrop(crop_size=(40, 80), crop_type="absolute_range"),
+    "detr_branches": lambda: RandomChoice([
+        [Resize(scale=[(150, 90), (150, 110)], multiscale_mode="value")],
+        [Resize(scale=[(150, 70)]), RandomCrop((40, 60), crop_type="absolute_range", allow_negative_crop=True),
+         Resize(scale=[(150, 90), (150, 110)], multiscale_mode="value")],
+    ]),
     "expand": lambda: Expand(mean=(10, 20, 30), ratio_range=(1.5, 3), prob=1.0),
     "min_iou_crop": lambda: MinIoURandomCrop(min_ious=(0.1, 0.3), min_crop_size=0.3),
     "photometric": lambda: PhotoMetricDistortion(),
@@ -74,7 +82,7 @@ def test_boxes_follow_masks(shapes_dir, name):
     for index in range(6):
         results = transform(loaded(shapes_dir, index))
         if results is None:  # RandomCrop rejected a crop without objects: allowed, retried by the dataset
-            assert name == "random_crop"
+            assert name in ("random_crop", "random_crop_range")
             continue
         assert_aligned(PackDetInputs()(results))
 
@@ -166,6 +174,26 @@ def test_random_crop_drops_outside_objects_or_sample():
     assert kept and dropped
     for _ in range(10):
         assert RandomCrop((50, 50), allow_negative_crop=True)(results) is not None
+
+
+def test_absolute_range_crop_sizes_and_random_choice_draws():
+    """absolute_range draws each side in [min, max] (clipped to the image); RandomChoice runs one pipeline per sample,
+    in proportion to ``prob``; malformed arguments name the problem."""
+    np.random.seed(0)
+    image = {"img": tv_tensors.Image(torch.zeros(3, 100, 120, dtype=torch.uint8)), "img_shape": (100, 120)}
+    crop = RandomCrop((30, 110), crop_type="absolute_range", allow_negative_crop=True)
+    sizes = {crop(dict(image))["img_shape"] for _ in range(40)}
+    assert all(30 <= h <= 100 and 30 <= w <= 110 for h, w in sizes) and len(sizes) > 10
+
+    choice = RandomChoice([[lambda r: {**r, "branch": 0}], [lambda r: {**r, "branch": 1}]], prob=[0.8, 0.2])
+    drawn = [choice({})["branch"] for _ in range(500)]
+    assert 0.7 < drawn.count(0) / 500 < 0.9
+    with pytest.raises(ValueError, match="list of pipelines"):
+        RandomChoice([{"type": "Resize"}])
+    with pytest.raises(ValueError, match="prob"):
+        RandomChoice([[], []], prob=[0.5])
+    with pytest.raises(ValueError, match="crop_type"):
+        RandomCrop((10, 20), crop_type="relative")
 
 
 def test_normalize_values_and_bgr():

@@ -254,7 +254,8 @@ def _crop(results: dict[str, Any], top: int, left: int, height: int, width: int)
 
 
 class RandomCrop(Transform):
-    """Crop a random ``crop_size`` (h, w) window (clipped to the image).
+    """Crop a random ``crop_size`` (h, w) window (clipped to the image); with ``crop_type="absolute_range"``
+    ``crop_size`` is (min, max) and the window's height and width are drawn in it (DETR's training crop).
 
     Boxes are shifted and clipped; objects left without area are dropped, and when masks are
     loaded each box becomes its cropped mask's tight box. If the image had objects and none
@@ -262,15 +263,29 @@ class RandomCrop(Transform):
     ``allow_negative_crop``.
     """
 
-    def __init__(self, crop_size: Sequence[int], allow_negative_crop: bool = False) -> None:
+    def __init__(self, crop_size: Sequence[int], allow_negative_crop: bool = False, crop_type: str = "absolute") -> None:
         if len(crop_size) != 2 or min(crop_size) <= 0:
             raise ValueError(f"RandomCrop: crop_size must be two positive ints (h, w), got {crop_size}")
+        if crop_type not in ("absolute", "absolute_range"):
+            raise ValueError(f"RandomCrop: crop_type must be 'absolute' or 'absolute_range', got {crop_type!r}")
+        if crop_type == "absolute_range" and crop_size[0] > crop_size[1]:
+            raise ValueError(f"RandomCrop: an absolute_range crop_size is (min, max), got {crop_size}")
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
         self.allow_negative_crop = allow_negative_crop
+        self.crop_type = crop_type
+
+    def window(self, height: int, width: int) -> tuple[int, int]:
+        """The (h, w) of this sample's crop for an image of height x width."""
+        if self.crop_type == "absolute":
+            return min(self.crop_size[0], height), min(self.crop_size[1], width)
+        low, high = self.crop_size
+        crop_h = int(np.random.randint(min(height, low), min(height, high) + 1))
+        crop_w = int(np.random.randint(min(width, low), min(width, high) + 1))
+        return crop_h, crop_w
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any] | None:
         height, width = image_hw(results)
-        crop_h, crop_w = min(self.crop_size[0], height), min(self.crop_size[1], width)
+        crop_h, crop_w = self.window(height, width)
         top = int(np.random.randint(0, height - crop_h + 1))
         left = int(np.random.randint(0, width - crop_w + 1))
         had_objects = "gt_bboxes" in results and len(results["gt_bboxes"]) > 0
@@ -280,7 +295,8 @@ class RandomCrop(Transform):
         return out
 
     def __repr__(self) -> str:
-        return f"RandomCrop(crop_size={self.crop_size}, allow_negative_crop={self.allow_negative_crop})"
+        return (f"RandomCrop(crop_size={self.crop_size}, allow_negative_crop={self.allow_negative_crop}, "
+                f"crop_type={self.crop_type!r})")
 
 
 class Expand(Transform):
