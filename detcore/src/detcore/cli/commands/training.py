@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     test = subparsers.add_parser("test", help="evaluate a checkpoint on the config's test data")
     test.add_argument("config")
     test.add_argument("checkpoint", type=Path)
-    test.add_argument("--metrics", nargs="+", help="e.g. bbox segm proposal (COCO) or mAP (VOC)")
+    test.add_argument("--metrics", nargs="+", help="e.g. bbox segm proposal (COCO), mAP (VOC), cityscapes (CityscapesMetric)")
     test.add_argument("--out", type=Path,
                       help="write per-image predictions to this JSON file (an RPN's file is a proposal_file)")
     test.add_argument("--show-dir", type=Path, help="draw each image's predictions to DIR/<image name>.png")
