@@ -1,9 +1,9 @@
 """The user's path against torchvision with the same weights: image file in, detections out, CPU.
 
-Inference (800 x 1333 JPEG, batch 1) for RetinaNet, FCOS, Faster R-CNN and Mask R-CNN:
+Inference (800 x 1333 PNG, batch 1) for RetinaNet, FCOS, Faster R-CNN and Mask R-CNN:
 - detcore: ``init_detector(config, checkpoint, precision=...)`` + ``inference_detector(model, path)``, i.e. the
   defaults a user gets (fast path: BatchNorms folded, channels-last; ``inference_mode``), in fp32 and bf16;
-- torchvision: ``decode_jpeg(read_file(path))`` + ``model([image])`` in fp32 (its eval transform and
+- torchvision: ``decode_image(path)`` + ``model([image])`` in fp32 (its eval transform and
   post-processing included).
 Training (RetinaNet, FCOS, Faster R-CNN): one SGD step on two 512 x 512 images, detcore fp32 and bf16 autocast
 against torchvision's fp32 ``model(images, targets)``.
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.io import decode_jpeg, read_file
+from torchvision.io import decode_image
 from torchvision.models import resnet50
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -78,12 +78,13 @@ def converted_checkpoint(arch: str, tv: nn.Module, folder: Path) -> Path:
 
 
 def test_image(folder: Path) -> Path:
-    """An 800 x 1333 JPEG of smooth colour blobs (so neither side resizes it)."""
+    """An 800 x 1333 PNG of smooth colour blobs (so neither side resizes it; lossless, so both decode the same
+    pixels)."""
     rng = np.random.default_rng(0)
     coarse = rng.random((3, 25, 42)).astype(np.float32)
     image = torch.nn.functional.interpolate(torch.from_numpy(coarse)[None], size=(800, 1333), mode="bilinear")[0]
-    path = folder / "image.jpg"
-    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(path, quality=95)
+    path = folder / "image.png"
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(path)
     return path
 
 
@@ -94,12 +95,13 @@ def bench_inference(arch: str, folder: Path, image: Path, repeats: int, bf16_rep
     fp32 = init_detector(config, checkpoint)
 
     def torchvision_path() -> list[dict[str, torch.Tensor]]:
-        pixels = decode_jpeg(read_file(str(image))).float() / 255
+        pixels = decode_image(str(image)).float() / 255
         with torch.inference_mode():
             return tv([pixels])
 
     ours32, theirs = inference_detector(fp32, image), torchvision_path()[0]
-    reference = Instances(boxes=theirs["boxes"], scores=theirs["scores"], labels=theirs["labels"] - 1)
+    offset = 1 if arch in ("faster_rcnn", "mask_rcnn") else 0  # R-CNN outputs count background as class 0
+    reference = Instances(boxes=theirs["boxes"], scores=theirs["scores"], labels=theirs["labels"] - offset)
     t32, t_tv = paired_times(lambda: inference_detector(fp32, image), torchvision_path, repeats)
     ratios = {"fp32": t32 / t_tv}
     bf16_text = ""
@@ -117,8 +119,9 @@ def bench_inference(arch: str, folder: Path, image: Path, repeats: int, bf16_rep
     return ratios
 
 
-def training_batch(size: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]], Batch]:
-    """Two size x size images with four boxes each, for torchvision (images, targets) and for detcore (Batch)."""
+def training_batch(size: int, label_offset: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]], Batch]:
+    """Two size x size images with four boxes each, for torchvision (images, targets) and for detcore (Batch, labels
+    ``label_offset`` lower: R-CNN heads count torchvision's background class 0, detcore's do not)."""
     gen = torch.Generator().manual_seed(2)
     images = [torch.rand(3, size, size, generator=gen) for _ in range(2)]
     targets = bench_two_stage.training_targets(2, size)
@@ -126,7 +129,7 @@ def training_batch(size: int) -> tuple[list[torch.Tensor], list[dict[str, torch.
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     metas = [ImageMeta(ori_shape=(size, size), img_shape=(size, size), pad_shape=(size, size))] * 2
     batch = Batch(images=torch.stack([(image - mean) / std for image in images]), metas=metas)
-    batch.gt = [Instances(boxes=t["boxes"], labels=t["labels"] - 1) for t in targets]
+    batch.gt = [Instances(boxes=t["boxes"], labels=t["labels"] - label_offset) for t in targets]
     return images, targets, batch
 
 
@@ -136,7 +139,7 @@ def bench_training(arch: str, size: int, repeats: int, bf16_repeats: int) -> dic
     converted, _ = get_component("converters", CONFIGS[arch][1])(tv.state_dict())
     ours = build("detectors", load_config(CONFIGS[arch][0])["model"])
     ours.load_state_dict(converted, strict=True)
-    images, targets, batch = training_batch(size)
+    images, targets, batch = training_batch(size, 1 if arch == "faster_rcnn" else 0)
     tv.train()
     ours.train()
     tv_opt = torch.optim.SGD([p for p in tv.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
@@ -145,7 +148,9 @@ def bench_training(arch: str, size: int, repeats: int, bf16_repeats: int) -> dic
     def step(losses: Callable[[], dict[str, torch.Tensor]], opt: torch.optim.Optimizer) -> None:
         values = losses()
         opt.zero_grad()
-        sum(v for k, v in values.items() if "loss" in k).backward()
+        # detcore also logs accuracies (keys without "loss"); torchvision returns only losses, named otherwise
+        total = sum(v for k, v in values.items() if "loss" in k or opt is tv_opt)
+        total.backward()
         opt.step()
 
     def ours_bf16() -> dict[str, torch.Tensor]:
