@@ -78,6 +78,20 @@ def test_roi_extractor_keeps_the_rois_order_across_levels():
         torch.testing.assert_close(pooled[i : i + 1], extractor.roi_layers[level](feats[level], rois[i : i + 1]))
 
 
+def test_traced_roi_extractor_pools_levels_empty_at_trace_time():
+    """Traced with RoIs on one level only, the graph still pools RoIs that fall on the other levels at run time."""
+    torch.manual_seed(0)
+    extractor = TwoStageDetector(**MODEL).eval().roi_head.bbox_roi_extractor
+    feats = [torch.randn(1, 16, 64 // 2**i, 64 // 2**i) for i in range(4)]
+    fine_only = torch.tensor([[0, 4, 4, 20, 20], [0, 8, 8, 30, 40.0]])
+    with torch.no_grad():
+        traced = torch.jit.trace(lambda f0, f1, f2, f3, r: extractor([f0, f1, f2, f3], r), (*feats, fine_only),
+                                 check_trace=False)
+        every_level = torch.tensor([[0, 0, 0, 300, 300], [0, 4, 4, 20, 20], [0, 0, 0, 150, 120], [0, 0, 0, 900, 900.0]])
+        assert sorted(set(extractor.map_roi_levels(every_level).tolist())) == [0, 1, 2, 3]
+        torch.testing.assert_close(traced(*feats, every_level), extractor(feats, every_level))
+
+
 def test_multi_stage_roi_heads_are_refused():
     model = TwoStageDetector(**MODEL).eval()
     model.roi_head.num_stages = 3

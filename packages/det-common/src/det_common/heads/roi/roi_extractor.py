@@ -84,11 +84,11 @@ class SingleRoIExtractor(RoIExtractor):
             return self.roi_layers[0](feats[0], rois)
         levels = self.map_roi_levels(rois)
         pooled, order = [], []
+        tracing = torch.jit.is_tracing()
         for i, (feat, layer) in enumerate(zip(feats, self.roi_layers)):
             inds = torch.nonzero(levels == i).flatten()
-            if inds.numel() > 0:
+            if inds.numel() > 0 or tracing:  # a traced (ONNX) graph must pool every level, empty at trace time or not
                 pooled.append(layer(feat, rois[inds]).to(roi_feats.dtype))
                 order.append(inds)
-        # level by level, then back to the RoIs' order: no in-place writes, so a traced (ONNX) graph also
-        # pools a level that gets no RoI at run time
+        # level by level, then back to the RoIs' order: no in-place writes, so the traced graph stays valid
         return torch.cat(pooled)[torch.argsort(torch.cat(order))]
