@@ -144,8 +144,11 @@ def exported_files(onnx_file: str | os.PathLike[str]) -> list[Path]:
 def export_graph(graph: OnnxGraph, out_file: Path, opset: int, metadata: Mapping[str, str]) -> Path:
     """Trace ``graph.module`` to ``out_file`` (in eval mode), add ``metadata`` and check the model."""
     onnx = require("onnx", "onnx", "detcore export onnx")
+    from detcore.ops.backends import use_backend
+
     module = graph.module.eval()  # the exporter restores the module's mode on everything inside
-    with warnings.catch_warnings():
+    # the reference ops (torchvision's, which have ONNX symbolics): a compiled backend's custom ops do not export
+    with warnings.catch_warnings(), use_backend("reference"):
         # shape checks and branches on sizes are constants in a trace; the graphs are traced on inputs that take
         # every branch they need (two-stage: RoIs on every level), and tests run them on other sizes
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
