@@ -5,6 +5,7 @@ NAS-FCOS, Wang et al. 2020). Each input may first pass a 3x3 ConvModule; both ar
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -35,7 +36,7 @@ def resize_to(x: Tensor, size: Sequence[int], upsample_mode: str = "nearest") ->
     return F.max_pool2d(x, kernel_size=kernel, stride=kernel)
 
 
-class BaseMergeCell(nn.Module):
+class BaseMergeCell(nn.Module, ABC):
     """Two inputs -> optional ``input1_conv`` / ``input2_conv`` (3x3 ConvModules with ``input_conv_cfg`` and
     ``input_norm_cfg``) -> the larger input's size (or ``out_size``) -> ``combine`` -> optional ``out_conv``.
 
@@ -69,9 +70,9 @@ class BaseMergeCell(nn.Module):
     def _input_conv(channels: int, conv_cfg: Mapping[str, Any] | None, norm_cfg: Mapping[str, Any] | None) -> ConvModule:
         return ConvModule(channels, channels, 3, padding=1, bias=True, conv_cfg=conv_cfg, norm_cfg=norm_cfg)
 
+    @abstractmethod
     def combine(self, x1: Tensor, x2: Tensor) -> Tensor:
         """The binary operation of the cell on two maps of one size."""
-        raise NotImplementedError
 
     def forward(self, x1: Tensor, x2: Tensor, out_size: Sequence[int] | None = None) -> Tensor:
         if x1.shape[:2] != x2.shape[:2]:
