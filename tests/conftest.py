@@ -115,3 +115,40 @@ def count_compiled_calls(monkeypatch):
         return calls
 
     return start
+
+
+@pytest.fixture
+def same_results_with_reference_ops():
+    """``check(model, batch, grad_names)``: one training step and a prediction with the installed ops, then again
+    from the same weights under ``use_backend("reference")``; asserts the losses (1e-4 relative), the named
+    gradients of ``model.bbox_head`` and the detections (>= 99% matched, none empty) agree."""
+    import copy
+
+    import detcore.ops as ops
+    from det_common.parity import match_rate
+
+    def run(model, batch, initial):
+        model.load_state_dict(initial)  # the same weights and BatchNorm statistics for both backends
+        model.zero_grad()
+        model.train()
+        losses = model.loss(batch)
+        sum(losses.values()).backward()
+        grads = {name: p.grad.clone() for name, p in model.bbox_head.named_parameters() if p.grad is not None}
+        model.eval()
+        with torch.no_grad():
+            detections = model.predict(batch)
+        return {k: float(v.detach()) for k, v in losses.items()}, grads, detections
+
+    def check(model, batch, grad_names) -> None:
+        initial = copy.deepcopy(model.state_dict())
+        installed_losses, installed_grads, installed_dets = run(model, batch, initial)
+        with ops.use_backend("reference"):
+            reference_losses, reference_grads, reference_dets = run(model, batch, initial)
+        for name, value in reference_losses.items():
+            assert abs(installed_losses[name] - value) <= 1e-4 * abs(value), (name, installed_losses[name], value)
+        for name in grad_names:
+            torch.testing.assert_close(installed_grads[name], reference_grads[name], rtol=1e-3, atol=1e-6)
+        for ref, ours in zip(reference_dets, installed_dets):
+            assert len(ref) > 0 and match_rate(ref, ours) >= 0.99
+
+    return check
