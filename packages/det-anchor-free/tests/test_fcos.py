@@ -6,9 +6,10 @@ import copy
 
 import torch
 
+from det_common.testing import painted_batch
 from detcore.config import load_config
 from detcore.registry import build
-from detcore.structures import Batch, ImageMeta, Instances
+from detcore.structures import ImageMeta, Instances
 
 
 def test_head_parameter_names_follow_mmdetection() -> None:
@@ -62,26 +63,11 @@ def small_fcos_cfg() -> dict:
     return cfg
 
 
-def tiny_batch() -> Batch:
-    gen = torch.Generator().manual_seed(0)
-    images = torch.rand(2, 3, 128, 160, generator=gen)
-    gts = [
-        Instances(boxes=torch.tensor([[10.0, 20.0, 70.0, 90.0], [80.0, 30.0, 150.0, 120.0]]),
-                  labels=torch.tensor([0, 2])),
-        Instances(boxes=torch.tensor([[30.0, 10.0, 60.0, 50.0]]), labels=torch.tensor([1])),
-    ]
-    for image, gt in zip(images, gts):
-        for box in gt.boxes.long():
-            image[:, box[1]:box[3], box[0]:box[2]] = 0.9
-    metas = [ImageMeta(ori_shape=(64, 80), img_shape=(128, 160), pad_shape=(128, 160), scale_factor=(2.0, 2.0))] * 2
-    return Batch(images=images, metas=metas, gt=gts)
-
-
 def test_training_reduces_loss() -> None:
     torch.manual_seed(0)
     model = build("detectors", small_fcos_cfg())
     model.train()
-    batch = tiny_batch()
+    batch = painted_batch()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     totals = []
     for _ in range(20):
@@ -99,7 +85,7 @@ def test_training_reduces_loss() -> None:
 def test_loss_without_ground_truth_is_finite() -> None:
     torch.manual_seed(0)
     model = build("detectors", small_fcos_cfg()).train()
-    batch = tiny_batch()
+    batch = painted_batch()
     batch.gt = [Instances.empty(), Instances.empty()]
     losses = model.loss(batch)
     assert losses["loss_bbox"].item() == 0.0 and losses["loss_centerness"].item() == 0.0
@@ -113,7 +99,7 @@ def test_predictions_are_in_original_pixels() -> None:
     cfg = small_fcos_cfg()
     cfg["test_cfg"]["score_thr"] = 0.0  # untrained: every score is near the 0.01 prior
     model = build("detectors", cfg).eval()
-    batch = tiny_batch()
+    batch = painted_batch()
     raw = model.predict(batch, rescale=False)
     rescaled = model.predict(batch, rescale=True)
     for r, o in zip(raw, rescaled):

@@ -60,6 +60,23 @@ def metas_for(images: Tensor) -> list[ImageMeta]:
     return [ImageMeta(ori_shape=(height, width), img_shape=(height, width), pad_shape=(height, width))] * images.shape[0]
 
 
+def painted_batch() -> Batch:
+    """Two fixed 128x160 noise images upsampled x2 from 64x80 originals, with their ground-truth boxes painted
+    bright (three objects of classes 0-2): a small, deterministic batch for the heads' training tests."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 128, 160, generator=gen)
+    gts = [
+        Instances(boxes=torch.tensor([[10.0, 20.0, 70.0, 90.0], [80.0, 30.0, 150.0, 120.0]]),
+                  labels=torch.tensor([0, 2])),
+        Instances(boxes=torch.tensor([[30.0, 10.0, 60.0, 50.0]]), labels=torch.tensor([1])),
+    ]
+    for image, gt in zip(images, gts):
+        for box in gt.boxes.long():
+            image[:, box[1]:box[3], box[0]:box[2]] = 0.9
+    metas = [ImageMeta(ori_shape=(64, 80), img_shape=(128, 160), pad_shape=(128, 160), scale_factor=(2.0, 2.0))] * 2
+    return Batch(images=images, metas=metas, gt=gts)
+
+
 def synthetic_batch(generator: torch.Generator, num_images: int = 2, size: tuple[int, int] = (128, 160),
                     num_classes: int = 3, with_masks: bool = False) -> Batch:
     """Bright rectangles (class = colour channel) on a dark background, with their boxes (and masks) as ground truth."""
