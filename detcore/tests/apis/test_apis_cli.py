@@ -273,3 +273,32 @@ def test_test_with_flip_tta_out_and_show_dir(toy_config, tmp_path, capsys, monke
     images = sorted(p.stem for p in (data / "val").iterdir())
     assert sorted(p.stem for p in show.iterdir()) == images and all(p.suffix == ".png" for p in show.iterdir())
     assert Image.open(next(show.iterdir())).size == (40, 40)
+
+
+def test_test_tta_option_runs_the_tta_pipeline(toy_config, tmp_path, capsys, monkeypatch):
+    """``--tta`` swaps the test pipeline for the config's ``tta_pipeline``; without one it says what to add."""
+    from detcore.data.shapes import make_shapes
+    from detcore.interfaces import Detector
+
+    data = tmp_path / "shapes"
+    make_shapes(data, num_train=2, num_val=2, size=40, seed=0)
+    single_view = '[\n    { type = "LoadImageFromFile" },\n    { type = "Normalize", mean = [0.0, 0.0, 0.0], ' \
+                  'std = [255.0, 255.0, 255.0] },\n    { type = "PackDetInputs" },\n]\ntta_pipeline = ['
+    text = TTA_CONFIG.replace("DATA", data.as_posix()).replace("test_pipeline = [", f"test_pipeline = {single_view}", 1)
+    config = tmp_path / "toy_tta_option.toml"
+    config.write_text(text)
+    work = tmp_path / "work"
+    assert cli("train", config, "--work-dir", work) == 0
+    views_seen: list[int] = []
+    merge = Detector.predict_tta
+
+    def recording_predict_tta(self, batches):
+        views_seen.append(len(batches))
+        return merge(self, batches)
+
+    monkeypatch.setattr(Detector, "predict_tta", recording_predict_tta)
+    assert cli("test", config, work / "latest.pth", "--work-dir", work) == 0 and views_seen == []
+    assert cli("test", config, work / "latest.pth", "--work-dir", work, "--tta") == 0 and views_seen == [2]
+    config.write_text(TTA_CONFIG.replace("DATA", data.as_posix()))
+    with pytest.raises(ConfigError, match="tta_pipeline"):
+        cli("test", config, work / "latest.pth", "--work-dir", work, "--tta")

@@ -218,3 +218,14 @@ def test_multiscale_flip_aug_views_align(shapes_dir):
     assert views[0].meta.scale_factor == (1.5, 1.5) and views[4].meta.scale_factor == (0.5, 0.5)
     for view in views:
         assert_aligned(view)
+
+
+def test_multiscale_flip_aug_flip_only_keeps_the_inner_scale(shapes_dir):
+    """No scale: two views (plain, flipped) at the inner Resize's own scale; no scale at all needs flip."""
+    tta = MultiScaleFlipAug(transforms=[RandomFlip(), Resize(scale=(96, 96)), PackDetInputs()], flip=True)
+    views = tta(loaded(shapes_dir, 3))
+    assert [v.meta.flip for v in views] == [False, True] and [v.meta.img_shape for v in views] == [(96, 96)] * 2
+    for view in views:
+        assert_aligned(view)
+    with pytest.raises(ValueError, match="flip"):
+        MultiScaleFlipAug(transforms=[PackDetInputs()])

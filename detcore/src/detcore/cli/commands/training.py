@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     test.add_argument("--format-only", action="store_true", help="only export COCO results JSON (no scores)")
     test.add_argument("--outfile-prefix", help="prefix of the exported JSON files (default: WORK_DIR/results)")
     test.add_argument("--work-dir", type=Path, help="where the log goes (default: the checkpoint's folder)")
+    test.add_argument("--tta", action="store_true",
+                      help="test-time augmentation: run the config's tta_pipeline (e.g. a flip MultiScaleFlipAug) "
+                           "instead of its test pipeline; the model merges each image's views (predict_tta)")
     add_set_option(test)
     test.add_argument("--launcher", choices=["none", "torchrun"], default="none")
     add_inference_options(test)
@@ -112,6 +115,13 @@ def _test_config(cfg: Any, args: argparse.Namespace, work_dir: Path) -> dict[str
         test_cfg.pop(key, None)
     if not test_cfg.get("test_dataloader"):
         raise ConfigError(f"config {getattr(cfg, 'source', args.config)} has no test_dataloader")
+    if args.tta:
+        if not isinstance(test_cfg.get("tta_pipeline"), list):
+            raise ConfigError(f"--tta: config {getattr(cfg, 'source', args.config)} has no top-level tta_pipeline "
+                              "list; add one (e.g. a MultiScaleFlipAug wrapping the test steps) or drop --tta")
+        loader = dict(test_cfg["test_dataloader"])
+        loader["dataset"] = {**dict(loader["dataset"]), "pipeline": "tta_pipeline"}
+        test_cfg["test_dataloader"] = loader
     evaluation = dict(test_cfg.get("evaluation") or {})
     if args.metrics:
         evaluation["metric"] = list(args.metrics)

@@ -14,7 +14,8 @@ class MultiScaleFlipAug(Transform):
     """Run ``transforms`` once per ``scale`` x flip and return the list of ``DetSample`` views.
 
     ``scale`` (``img_scale`` in MMDetection) is one (long, short) pair or a list; with ``flip``
-    each scale is also run flipped in every ``flip_direction``. The inner pipeline reads
+    each scale is also run flipped in every ``flip_direction``. Without a scale (flip only, e.g. CornerNet's
+    flip test, whose pipeline pads instead of resizing) no scale is imposed. The inner pipeline reads
     ``results["scale"]`` / ``["flip"]`` / ``["flip_direction"]`` (``Resize`` and ``RandomFlip`` obey
     them) and must end with ``PackDetInputs``. The data loader's collate turns a batch of such
     lists into one ``Batch`` per view, the input of ``Detector.predict_tta``.
@@ -28,9 +29,13 @@ class MultiScaleFlipAug(Transform):
         flip_direction: str | Sequence[str] = "horizontal",
         img_scale: Any = None,
     ) -> None:
-        if (scale is None) == (img_scale is None):
-            raise ValueError("MultiScaleFlipAug: give exactly one of scale or img_scale")
-        self.scales = _as_scales(scale if scale is not None else img_scale)
+        if scale is not None and img_scale is not None:
+            raise ValueError("MultiScaleFlipAug: give one of scale or img_scale, not both")
+        if scale is None and img_scale is None and not flip:
+            raise ValueError("MultiScaleFlipAug: give scale (or img_scale), or flip = true for a flip-only test")
+        self.scales: list[tuple[int, int] | None] = list(_as_scales(scale if scale is not None else img_scale))
+        if not self.scales:
+            self.scales = [None]
         self.flip = flip
         self.flip_directions = [flip_direction] if isinstance(flip_direction, str) else list(flip_direction)
         for d in self.flip_directions:
@@ -38,7 +43,7 @@ class MultiScaleFlipAug(Transform):
                 raise ValueError(f"MultiScaleFlipAug: unknown flip direction {d!r}; use one of {FLIP_DIRECTIONS}")
         self.pipeline = build_pipeline(transforms)
 
-    def views(self) -> list[tuple[tuple[int, int], bool, str | None]]:
+    def views(self) -> list[tuple[tuple[int, int] | None, bool, str | None]]:
         """(scale, flip, direction) of every view, in output order."""
         flips: list[tuple[bool, str | None]] = [(False, None)]
         if self.flip:
@@ -49,7 +54,9 @@ class MultiScaleFlipAug(Transform):
         outputs = []
         for idx, (scale, flip, direction) in enumerate(self.views()):
             view = dict(results)
-            view.update(scale=scale, scale_idx=self.scales.index(scale), flip=flip, flip_direction=direction)
+            view.update(flip=flip, flip_direction=direction)
+            if scale is not None:
+                view.update(scale=scale, scale_idx=self.scales.index(scale))
             out = self.pipeline(view)
             if not isinstance(out, DetSample):
                 raise TypeError(

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from det_common.bbox import bbox_flip
 from det_common.layers import ConvModule, bias_init_with_prob
 from det_common.postprocess import batched_nms_with_cfg
 from det_keypoint.heatmaps import batch_input_size, canvas_offset, draw_gaussian, gather_at, gaussian_radius, local_maximum, topk_peaks
@@ -64,6 +65,7 @@ class CornerHead(DenseHead):
     Decoding (``test_cfg``): ``corner_topk`` local maxima per corner, every top-left x bottom-right pair of
     the same class, right order and embedding distance <= ``distance_threshold`` scores the mean of the two,
     the ``num_dets`` best pairs go through soft-NMS and the ``max_per_img`` best are kept.
+    ``pool_channels``: width of the corner pools' two directional branches (128 as CornerNet; small models less).
     """
 
     train_cfg_keys: tuple[str, ...] = ()
@@ -80,6 +82,7 @@ class CornerHead(DenseHead):
         loss_offset: Mapping[str, Any] = _OFFSET_LOSS,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
+        pool_channels: int = 128,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -93,9 +96,10 @@ class CornerHead(DenseHead):
         self.train_cfg = dict(train_cfg or {})
         self.test_cfg = {**TEST_CFG, **dict(test_cfg or {})}
         levels = range(num_feat_levels)
-        self.tl_pool = nn.ModuleList(BiCornerPool(in_channels, ("top", "left"), out_channels=in_channels) for _ in levels)
-        self.br_pool = nn.ModuleList(
-            BiCornerPool(in_channels, ("bottom", "right"), out_channels=in_channels) for _ in levels)
+        self.tl_pool = nn.ModuleList(BiCornerPool(in_channels, ("top", "left"), feat_channels=pool_channels,
+                                                  out_channels=in_channels) for _ in levels)
+        self.br_pool = nn.ModuleList(BiCornerPool(in_channels, ("bottom", "right"), feat_channels=pool_channels,
+                                                  out_channels=in_channels) for _ in levels)
         self.tl_heat = nn.ModuleList(_branch(in_channels, num_classes) for _ in levels)
         self.br_heat = nn.ModuleList(_branch(in_channels, num_classes) for _ in levels)
         self.tl_off = nn.ModuleList(_branch(in_channels, 2) for _ in levels)
@@ -214,7 +218,8 @@ class CornerHead(DenseHead):
 
     def predict_by_feat(self, outs: Sequence[Mapping[str, Tensor]], metas: Sequence[ImageMeta],
                         rescale: bool = True) -> list[Instances]:
-        """Detections of every image from the last level's maps, in original pixels when ``rescale``."""
+        """Detections of every image from the last level's maps, in original pixels when ``rescale`` (a view
+        flipped before the canvas padding, as the flip test's, is flipped back within the original image)."""
         last = outs[-1]
         results = []
         for i, meta in enumerate(metas):
@@ -223,6 +228,8 @@ class CornerHead(DenseHead):
             if rescale:
                 w_scale, h_scale = meta.scale_factor
                 boxes = boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
+                if meta.flip:
+                    boxes = bbox_flip(boxes, meta.ori_shape, meta.flip_direction or "horizontal")
             keep = scores > -0.1
             dets, kept = batched_nms_with_cfg(boxes[keep], scores[keep], labels[keep], self.test_cfg["nms"])
             max_per_img = int(self.test_cfg["max_per_img"])
