@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 
 from detcore import ops
 from detcore.ops import reference
@@ -85,3 +86,46 @@ def test_bad_inputs_name_the_argument():
         ops.deform_conv2d(x, torch.zeros(1, 18, 3, 3), w, mask=torch.ones(1, 8, 3, 3))
     with pytest.raises(ValueError, match="weight"):
         ops.deform_conv2d(x, torch.zeros(1, 18, 3, 3), torch.randn(4, 3, 3, 3))
+
+
+# (N, C_in, H, W, C_out, kernel (kh, kw), stride, padding, dilation, weight groups, offset groups, modulated)
+TORCHVISION_CASES = [
+    (2, 8, 9, 11, 6, (3, 3), 1, 1, 1, 1, 1, False),
+    (2, 8, 9, 11, 6, (3, 3), 2, 1, 1, 2, 2, True),
+    (1, 12, 10, 7, 6, (3, 2), 2, 2, 2, 3, 4, True),
+    (2, 6, 1, 7, 4, (1, 3), (1, 2), (0, 1), 1, 1, 3, False),
+]
+
+
+@pytest.mark.parametrize("case", TORCHVISION_CASES)
+def test_cpu_sampling_matches_torchvision_with_gradients(case):
+    """The CPU path (grid_sample + matmul) gives torchvision's outputs and gradients of every argument."""
+    n, c_in, h, w, c_out, (kh, kw), stride, padding, dilation, groups, offset_groups, modulated = case
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    out_h = (h + 2 * ph - dilation * (kh - 1) - 1) // sh + 1
+    out_w = (w + 2 * pw - dilation * (kw - 1) - 1) // sw + 1
+    x = torch.randn(n, c_in, h, w, requires_grad=True)
+    weight = torch.randn(c_out, c_in // groups, kh, kw, requires_grad=True)
+    bias = torch.randn(c_out, requires_grad=True)
+    offset = (torch.randn(n, 2 * offset_groups * kh * kw, out_h, out_w) * 2).requires_grad_()
+    mask = torch.rand(n, offset_groups * kh * kw, out_h, out_w, requires_grad=True) if modulated else None
+    inputs = [t for t in (x, offset, weight, bias, mask) if t is not None]
+    got = ops.deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask)
+    expected = torchvision.ops.deform_conv2d(
+        x, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask
+    )
+    upstream = torch.randn_like(expected)
+    grads = torch.autograd.grad(got, inputs, upstream)
+    expected_grads = torch.autograd.grad(expected, inputs, upstream)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    for name, g, e in zip(("input", "offset", "weight", "bias", "mask"), grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"grad of {name}: {m}")
+
+
+def test_tracing_keeps_torchvision_op():
+    """Traces (ONNX export) record torchvision's deform_conv2d, which has an ONNX symbolic."""
+    weight, offset = torch.randn(4, 4, 3, 3), torch.randn(1, 18, 5, 5)
+    traced = torch.jit.trace(lambda x: ops.deform_conv2d(x, offset, weight, padding=1), torch.randn(1, 4, 5, 5))
+    assert "torchvision::deform_conv2d" in str(traced.graph)
+    assert "grid_sampler" not in str(traced.graph)
