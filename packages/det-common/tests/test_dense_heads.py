@@ -20,6 +20,9 @@ def test_filter_scores_and_topk_keeps_best_pairs_above_threshold() -> None:
     assert labels.tolist() == [1, 0, 1] and priors.tolist() == [0, 1, 2]
     kept, labels, priors = filter_scores_and_topk(scores, 0.55, 0)
     assert kept.tolist() == [0.8999999761581421, 0.6000000238418579] and priors.tolist() == [0, 1]
+    # fewer pairs above the threshold than topk: the threshold still applies after the selection
+    kept, labels, priors = filter_scores_and_topk(scores, 0.55, 4)
+    assert kept.tolist() == [0.8999999761581421, 0.6000000238418579] and labels.tolist() == [1, 0]
 
 
 def test_map_boxes_back_undoes_flip_then_scale() -> None:

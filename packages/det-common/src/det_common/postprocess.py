@@ -36,17 +36,20 @@ def filter_scores_and_topk(scores: Tensor, score_thr: float | None, topk: int) -
 
     Returns (scores, labels, prior indices) sorted by decreasing score; ``topk <= 0`` keeps every pair.
     """
-    if score_thr is None:
-        valid = torch.ones_like(scores, dtype=torch.bool)
+    num_classes = scores.shape[1]
+    flat = scores.reshape(-1)
+    if 0 < topk < flat.numel():
+        # The k best above the threshold are the k best overall that pass it: one partial selection (O(n log k))
+        # over every pair, with no mask, nonzero or full sort of the candidates (the costly part on a large level).
+        kept_scores, index = flat.topk(topk)
+        if score_thr is not None:
+            passed = kept_scores > score_thr
+            kept_scores, index = kept_scores[passed], index[passed]
     else:
-        valid = scores > score_thr
-    kept_scores = scores[valid]
-    pairs = valid.nonzero()
-    kept_scores, order = kept_scores.sort(descending=True)
-    if 0 < topk < kept_scores.numel():
-        kept_scores, order = kept_scores[:topk], order[:topk]
-    pairs = pairs[order]
-    return kept_scores, pairs[:, 1], pairs[:, 0]
+        index = torch.arange(flat.numel(), device=flat.device) if score_thr is None else (flat > score_thr).nonzero()[:, 0]
+        kept_scores, order = flat[index].sort(descending=True)
+        index = index[order]
+    return kept_scores, index % num_classes, index // num_classes
 
 
 def map_boxes_back(boxes: Tensor, meta: ImageMeta) -> Tensor:
