@@ -7,7 +7,7 @@ feature relay) loaded strictly into our config of the same name. The fixture's l
   stage's shared features relayed, the 12-conv residual mask head, pasting at ``mask_thr_binary``) run on the
   fixture's boxes and labels gives all 100 of its masks pixel for pixel.
 * Masks end to end: 93 / 100 (95 with two torch threads). This is float32 rounding, not an algorithmic
-  difference: 58 of the 100 boxes are under 2 px wide and up to 700 px tall, and pasting a 28 x 28 mask into
+  difference: 58 of the 100 boxes are under 2 px wide and up to 760 px tall, and pasting a 28 x 28 mask into
   such a box samples one column of it, so a box edge moved by a few thousandths of a pixel flips many pixels
   (random moves of 6e-3 px of the fixture's boxes drop the IoU of eight of our masks to 0-0.76).
   The seeded network moves the boxes that much from rounding alone: our own runs with one and with two torch
