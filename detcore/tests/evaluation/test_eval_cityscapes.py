@@ -92,7 +92,7 @@ def test_official_ap_matches_hand_derived_values(tmp_path, keep_files):
     dataset = dataset_of(make_layout(tmp_path))
     # `detcore test CONFIG CKPT --metrics cityscapes [--outfile-prefix P]` on the Cityscapes config builds this metric
     prefix = str(tmp_path / "kept" / "results") if keep_files else None
-    args = argparse.Namespace(metrics=["cityscapes"], format_only=False, outfile_prefix=prefix, config="x")
+    args = argparse.Namespace(metrics=["cityscapes"], format_only=False, outfile_prefix=prefix, config="x", tta=False)
     evaluation = _test_config(load_config("cityscapes_instance"), args, tmp_path)["evaluation"]
     metric = build_metric({**evaluation, "classwise": True}, SimpleNamespace(dataset=dataset))
     assert type(metric).__name__ == "CityscapesMetric" and metric.gt_dir == tmp_path / "gtFine" / "val"
