@@ -85,6 +85,7 @@ def test_export_onnx_two_stage_matches_detcore(trained_two_stage, tmp_path, caps
             torch.testing.assert_close(b.scores, a.scores, atol=1e-4, rtol=0)
             assert torch.equal(b.labels, a.labels)
             assert b.masks.shape == a.masks.shape
-            assert (b.masks != a.masks).float().mean() <= 1e-4  # pixels of probability ~0.5 may round either way
+            if len(a):  # (a random-noise image may give no detection on either side)
+                assert (b.masks != a.masks).float().mean() <= 1e-4  # pixels of probability ~0.5 may round either way
             confident += int((a.scores > 0.3).sum())
     assert confident > 0  # the trained detector finds objects, so real detections are compared
