@@ -115,20 +115,18 @@ class Detector(nn.Module, ABC):
     def predict(self, batch: Batch, rescale: bool = True) -> list[Instances]: ...
 
     def predict_tta(self, batches: Sequence[Batch]) -> list[Instances]:
-        """Test-time augmentation: predict each augmented view, merge per image.
-
-        The default maps every view back to original pixels and merges with class-wise
-        NMS (``tta_iou_threshold``, ``tta_max_per_img`` attributes may tune it);
-        detectors override it for feature-level merging.
-        """
-        from detcore.structures.tta import merge_tta_predictions
-
+        """Test-time augmentation: predict each augmented view (in original pixels), then merge each image's
+        views with ``merge_tta_views``; detectors override this for feature-level merging."""
         per_view = [self.predict(b, rescale=True) for b in batches]
-        return merge_tta_predictions(
-            per_view,
-            iou_threshold=getattr(self, "tta_iou_threshold", 0.5),
-            max_per_img=getattr(self, "tta_max_per_img", 100),
-        )
+        return [self.merge_tta_views(list(views)) for views in zip(*per_view)]
+
+    def merge_tta_views(self, views: list[Instances]) -> Instances:
+        """One image's detections over its views -> one set. Default: class-wise NMS (``tta_iou_threshold``,
+        ``tta_max_per_img`` attributes may tune it); a detector overrides it for another merge (e.g. soft-NMS)."""
+        from detcore.structures.tta import merge_views
+
+        return merge_views(views, iou_threshold=getattr(self, "tta_iou_threshold", 0.5),
+                           max_per_img=getattr(self, "tta_max_per_img", 100))
 
     def forward(self, batch: Batch, mode: str = "predict") -> Any:
         """``mode`` is "loss", "predict" or "tensor" (raw head outputs, for export)."""

@@ -4,12 +4,12 @@ and a corner head, no neck."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from det_common.detectors.single_stage import SingleStageDetector
 from det_common.postprocess import batched_nms_with_cfg
 from detcore.errors import ConfigError
-from detcore.structures import Batch, Instances
+from detcore.structures import Instances
 
 #: how the flip test merges its views (CornerNet's "mstest": soft-NMS of both views' detections)
 TTA_CFG = {"nms": {"type": "soft_nms", "iou_threshold": 0.5, "method": "gaussian"}, "max_per_img": 100}
@@ -31,13 +31,9 @@ class CornerNet(SingleStageDetector):
         if unknown:
             raise ConfigError(f"model.tta_cfg: unknown keys {sorted(unknown)}; it takes {sorted(TTA_CFG)}")
 
-    def predict_tta(self, batches: Sequence[Batch]) -> list[Instances]:
-        """Detections of every view in original pixels, merged per image by ``tta_cfg``'s NMS."""
-        per_view = [self.predict(batch, rescale=True) for batch in batches]
-        return [self.merge_views(list(views)) for views in zip(*per_view)]
-
-    def merge_views(self, views: list[Instances]) -> Instances:
-        """One image's detections over its views (in original pixels) -> the ``max_per_img`` best after NMS."""
+    def merge_tta_views(self, views: list[Instances]) -> Instances:
+        """One image's detections over its views (in original pixels) -> the ``max_per_img`` best after
+        ``tta_cfg``'s NMS (the kernel's ``predict_tta`` calls it per image)."""
         merged = Instances.cat(views)
         if len(merged) == 0:
             return merged
