@@ -302,3 +302,40 @@ def test_test_tta_option_runs_the_tta_pipeline(toy_config, tmp_path, capsys, mon
     config.write_text(TTA_CONFIG.replace("DATA", data.as_posix()))
     with pytest.raises(ConfigError, match="tta_pipeline"):
         cli("test", config, work / "latest.pth", "--work-dir", work, "--tta")
+
+
+@pytest.mark.parametrize("native, choice, overrides, expected", [
+    (True, "auto", [], "bf16"),  # native bf16: the demo trains in bf16 AMP, channels-last
+    (False, "auto", [], "fp32"),  # emulated bf16 is slower than fp32
+    (False, "bf16", [], "bf16"),  # asked for explicitly
+    (True, "fp32", [], "fp32"),
+    (True, "auto", ["amp.enable=false"], "fp32"),  # --set wins over --precision
+    (False, "auto", ["+channels_last=true", "amp.enable=true"], "bf16"),
+])
+def test_demo_precision(monkeypatch, native, choice, overrides, expected):
+    import torch
+
+    from detcore.engine import amp
+
+    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = {"amp": {"enable": any(o.startswith("amp.enable=true") for o in overrides), "dtype": "auto"},
+           "channels_last": False}
+    before = json.dumps(cfg)
+    assert training_cli._demo_precision(cfg, choice, overrides) == expected
+    if overrides:
+        assert json.dumps(cfg) == before  # the user's settings are left as given
+    else:
+        assert cfg["amp"]["enable"] == (expected == "bf16") and cfg["channels_last"] == (expected == "bf16")
+
+
+def test_cpu_has_native_bf16_reads_torch_cpu_flags(monkeypatch):
+    import torch
+
+    from detcore.engine.amp import cpu_has_native_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert cpu_has_native_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert cpu_has_native_bf16() is True

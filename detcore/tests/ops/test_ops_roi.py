@@ -181,3 +181,31 @@ def test_bad_inputs_name_the_argument():
         ops.deform_roi_pool(x, torch.zeros(2, 5), torch.zeros(2, 2, 3, 3), 2)
     with pytest.raises(ValueError, match="output_size"):
         ops.roi_align(x, torch.zeros(2, 5), 0)
+
+
+@pytest.mark.parametrize("op", ["roi_align", "roi_pool"])
+def test_rois_split_over_threads_at_inference_equal_one_call(op, monkeypatch) -> None:
+    """At inference the reference pools chunks of RoIs in threads; the result equals torchvision's single call,
+    and training (input requiring grad) still takes one call with a gradient."""
+    gen = torch.Generator().manual_seed(0)
+    feat = torch.randn(2, 8, 40, 50, generator=gen)
+    xy = torch.rand(200, 2, generator=gen) * 150
+    rois = torch.cat([torch.randint(0, 2, (200, 1), generator=gen).float(), xy, xy + 4 + torch.rand(200, 2, generator=gen) * 60], 1)
+    if op == "roi_align":
+        ours = lambda x: reference.roi_align(x, rois, 7, 0.25, 2, True)  # noqa: E731
+        theirs = lambda x: torchvision.ops.roi_align(x, rois, (7, 7), 0.25, 2, True)  # noqa: E731
+    else:
+        ours = lambda x: reference.roi_pool(x, rois, 7, 0.25)  # noqa: E731
+        theirs = lambda x: torchvision.ops.roi_pool(x, rois, (7, 7), 0.25)  # noqa: E731
+    calls = []
+    original = torchvision.ops.roi_align if op == "roi_align" else torchvision.ops.roi_pool
+    monkeypatch.setattr(torchvision.ops, op, lambda x, r, *a: calls.append(len(r)) or original(x, r, *a))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    with torch.inference_mode():
+        split = ours(feat)
+    assert calls == [67, 67, 66]  # three chunks, in order
+    assert torch.equal(split, theirs(feat))
+    calls.clear()
+    trained = feat.clone().requires_grad_()
+    ours(trained).sum().backward()
+    assert calls == [200] and trained.grad is not None

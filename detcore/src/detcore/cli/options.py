@@ -17,7 +17,7 @@ def add_set_option(parser: argparse.ArgumentParser, dest: str = "set") -> None:
 # Measured on trained shapes models (README, "Inference speed").
 BF16_AGREEMENT = (
     "Measured: bf16 kept 98%% (GFL) and 96%% (HTC) of the fp32 detections of trained models (same label, box "
-    "IoU >= 0.9, score within 0.02) with the same mAP within 0.002, but only 16-79%% on random-weight R-50 "
+    "IoU >= 0.9, score within 0.02) with the same mAP within 0.002, but only 16-81%% on random-weight R-50 "
     "models whose scores are near ties; check it on your model"
 )
 

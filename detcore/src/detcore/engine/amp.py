@@ -77,6 +77,13 @@ def precision_settings(precision: str, device: torch.device) -> dict[str, Any]:
     return {"enable": False} if dtype is None else {"enable": True, "dtype": str(dtype).removeprefix("torch.")}
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 in hardware (AVX-512 BF16 or AMX), where bf16 autocast is faster than
+    fp32; elsewhere PyTorch emulates bf16 and it is many times slower."""
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and bool(check()) for check in checks)
+
+
 def autocast_for(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
     """Autocast to ``dtype`` on ``device``'s type, or nothing for None (fp32)."""
     if dtype is None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="side of the generated images; the config's Resize steps are set to it")
     demo.add_argument("--epochs", type=int,
                       help="train this many epochs instead of the config's runner.max_epochs (lr steps scaled)")
+    demo.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                      help="auto: bf16 AMP with channels-last on a CPU with AVX-512 BF16 / AMX (there 1.5x faster than fp32 "
+                      "for the same mAP within 0.02 on average: README), else fp32; --set amp.* or channels_last=... "
+                      "wins over this")
     demo.set_defaults(handler=demo_command)
 
 
@@ -258,6 +263,28 @@ def _demo_schedule(cfg: dict[str, Any], epochs: int | None) -> int:
     return new_epochs
 
 
+def _demo_precision(cfg: dict[str, Any], choice: str, overrides: Sequence[str]) -> str:
+    """Set ``cfg``'s amp and channels_last for ``--precision`` and return the precision trained in.
+
+    "auto" is bf16 on a CPU-only machine whose CPU has native bf16, fp32 otherwise. ``--set`` overrides of amp,
+    fp16 or channels_last are the user's choice and are kept as they are.
+    """
+    import torch
+
+    from detcore.engine.amp import cpu_has_native_bf16
+
+    chosen = {item.lstrip("+").split("=", 1)[0].split(".", 1)[0] for item in overrides}
+    if chosen & {"amp", "fp16", "channels_last"}:
+        amp = cfg.get("amp") or cfg.get("fp16") or {}
+        return "bf16" if isinstance(amp, dict) and amp.get("enable") else "fp32"
+    if choice == "auto":
+        choice = "bf16" if not torch.cuda.is_available() and cpu_has_native_bf16() else "fp32"
+    if choice == "bf16":
+        cfg["amp"] = {"enable": True, "dtype": "bfloat16"}
+        cfg["channels_last"] = True
+    return choice
+
+
 def demo_command(args: argparse.Namespace) -> int:
     import time
 
@@ -277,6 +304,7 @@ def demo_command(args: argparse.Namespace) -> int:
     _point_at_shapes(cfg, data_dir)
     _resize_pipelines(cfg, args.image_size)
     _demo_schedule(cfg, args.epochs)
+    precision = _demo_precision(cfg, args.precision, args.set)
     cfg["log"] = {**dict(cfg.get("log") or {}), "interval": 1}  # every iteration: a detailed loss curve
     runner = Runner.from_config(cfg, work_dir=work_dir)
     try:
@@ -300,6 +328,6 @@ def demo_command(args: argparse.Namespace) -> int:
         curve_path = plot_curves([logger_hook.json_path], ["loss"], work_dir / "demo_loss.png", title=name)
     finally:
         runner.close()
-    print(json.dumps({"config": name, "work_dir": str(work_dir), "visualization": str(vis_path),
+    print(json.dumps({"config": name, "precision": precision, "work_dir": str(work_dir), "visualization": str(vis_path),
                       "grid": str(grid_path), "loss_curve": str(curve_path), "seconds": round(time.perf_counter() - start, 1), **metrics}))
     return 0

@@ -8,13 +8,30 @@ in an extractor's config names one, and the extractor supplies ``spatial_scale``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from detcore import ops
 from detcore.errors import UnknownComponentError
 from detcore.registry import build
+
+
+def _fp32_nchw(feat: Tensor) -> Tensor:
+    """``feat`` as contiguous fp32 in one copy (none if it already is): the pooling kernels read NCHW, and a bf16
+    channels-last map (the fast path under bf16 autocast) would otherwise be copied twice, to fp32 then to NCHW."""
+    return feat.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+
+
+def pooling_features(feats: Sequence[Tensor]) -> list[Tensor]:
+    """The neck's maps as the RoI layers read them (contiguous fp32), converted once for a whole RoI head.
+
+    At inference a cascade pools the same maps in every stage and again for masks; converting the fast path's
+    channels-last (or bf16) maps here, instead of in each RoI layer call, does the copies once.
+    """
+    return [_fp32_nchw(feat) for feat in feats]
 
 
 class RoIAlign(nn.Module):
@@ -38,7 +55,7 @@ class RoIAlign(nn.Module):
     def forward(self, feat: Tensor, rois: Tensor) -> Tensor:
         """(K, C, oh, ow) features of RoIs (K, 5); pooled in fp32 (RoIs lose pixels in bf16), in ``feat``'s dtype."""
         pooled = ops.roi_align(
-            feat.float(), rois.float(), self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned,
+            _fp32_nchw(feat), rois.float(), self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned,
             self.pool_mode,
         )
         return pooled.to(feat.dtype)
@@ -60,7 +77,7 @@ class RoIPool(nn.Module):
 
     def forward(self, feat: Tensor, rois: Tensor) -> Tensor:
         """(K, C, oh, ow) features of RoIs (K, 5); pooled in fp32, returned in ``feat``'s dtype."""
-        return ops.roi_pool(feat.float(), rois.float(), self.output_size, self.spatial_scale).to(feat.dtype)
+        return ops.roi_pool(_fp32_nchw(feat), rois.float(), self.output_size, self.spatial_scale).to(feat.dtype)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
