@@ -20,13 +20,14 @@ from detcore.registry import build
 
 
 def _fp32_nchw(feat: Tensor) -> Tensor:
-    """``feat`` as contiguous fp32 in one copy (none if it already is): the pooling kernels read NCHW, and a bf16
-    channels-last map (the fast path under bf16 autocast) would otherwise be copied twice, to fp32 then to NCHW."""
-    return feat.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+    """``feat`` as contiguous NCHW of at least fp32 in one copy (none if it already is): the pooling kernels read
+    NCHW, and a bf16 channels-last map (the fast path under bf16 autocast) would otherwise be copied twice."""
+    dtype = torch.float32 if feat.dtype in (torch.bfloat16, torch.float16) else feat.dtype
+    return feat.to(dtype=dtype, memory_format=torch.contiguous_format)
 
 
 def pooling_features(feats: Sequence[Tensor]) -> list[Tensor]:
-    """The neck's maps as the RoI layers read them (contiguous fp32), converted once for a whole RoI head.
+    """The neck's maps as the RoI layers read them (contiguous, fp32 or wider), converted once for a whole RoI head.
 
     At inference a cascade pools the same maps in every stage and again for masks; converting the fast path's
     channels-last (or bf16) maps here, instead of in each RoI layer call, does the copies once.
@@ -53,9 +54,11 @@ class RoIAlign(nn.Module):
         self.pool_mode = pool_mode
 
     def forward(self, feat: Tensor, rois: Tensor) -> Tensor:
-        """(K, C, oh, ow) features of RoIs (K, 5); pooled in fp32 (RoIs lose pixels in bf16), in ``feat``'s dtype."""
+        """(K, C, oh, ow) features of RoIs (K, 5); pooled in fp32 or wider (RoIs lose pixels in bf16), in ``feat``'s
+        dtype."""
+        feat_in = _fp32_nchw(feat)
         pooled = ops.roi_align(
-            _fp32_nchw(feat), rois.float(), self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned,
+            feat_in, rois.to(feat_in.dtype), self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned,
             self.pool_mode,
         )
         return pooled.to(feat.dtype)
@@ -76,8 +79,9 @@ class RoIPool(nn.Module):
         self.spatial_scale = float(spatial_scale)
 
     def forward(self, feat: Tensor, rois: Tensor) -> Tensor:
-        """(K, C, oh, ow) features of RoIs (K, 5); pooled in fp32, returned in ``feat``'s dtype."""
-        return ops.roi_pool(_fp32_nchw(feat), rois.float(), self.output_size, self.spatial_scale).to(feat.dtype)
+        """(K, C, oh, ow) features of RoIs (K, 5); pooled in fp32 or wider, returned in ``feat``'s dtype."""
+        feat_in = _fp32_nchw(feat)
+        return ops.roi_pool(feat_in, rois.to(feat_in.dtype), self.output_size, self.spatial_scale).to(feat.dtype)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
