@@ -209,3 +209,19 @@ def test_rois_split_over_threads_at_inference_equal_one_call(op, monkeypatch) ->
     trained = feat.clone().requires_grad_()
     ours(trained).sum().backward()
     assert calls == [200] and trained.grad is not None
+
+
+def test_roi_thread_pool_is_reused_across_calls_of_different_sizes(monkeypatch) -> None:
+    """RoI counts vary per call (and so the number of chunks); the pool must not be remade, leaking threads."""
+    from detcore.ops.reference import roi as roi_module
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    feat = torch.randn(1, 4, 20, 20)
+    pools = set()
+    with torch.inference_mode():
+        for k in (40, 64, 200):
+            rois = torch.tensor([[0.0, 1.0, 1.0, 15.0, 15.0]]).repeat(k, 1)
+            assert torch.equal(reference.roi_align(feat, rois, 3, 1.0, 2, True),
+                               torchvision.ops.roi_align(feat, rois, (3, 3), 1.0, 2, True))
+            pools.add(id(roi_module._thread_pool()))
+    assert len(pools) == 1

@@ -19,7 +19,7 @@ from detcore.ops.checks import check_choice, check_rois, check_tensor, pair
 POOL_MODES = ("avg", "max")
 # Fewest RoIs per thread worth a split: below this the thread hand-off costs more than it saves.
 _MIN_ROIS_PER_THREAD = 16
-_executor: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool): a forked child makes its own
+_executor: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, pool)
 # Upper bound on RoIs x bins x samples x channels gathered at once, to bound the reference's memory.
 _MAX_GATHERED_VALUES = 1 << 24
 
@@ -128,10 +128,15 @@ def _pool_bins(
     return output
 
 
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
+def _thread_pool() -> ThreadPoolExecutor:
+    """One pool of torch's thread count per process, remade only when that count changes (the old one is shut
+    down) or after a fork (the child has none of the parent's threads)."""
     global _executor
-    if _executor is None or _executor[:2] != (os.getpid(), workers):
-        _executor = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="detcore-roi"))
+    threads = torch.get_num_threads()
+    if _executor is None or _executor[:2] != (os.getpid(), threads):
+        if _executor is not None and _executor[0] == os.getpid():
+            _executor[2].shutdown(wait=False)
+        _executor = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="detcore-roi"))
     return _executor[2]
 
 
@@ -150,7 +155,7 @@ def _split_over_threads(pool: Callable[[Tensor, Tensor], Tensor], input: Tensor,
         with torch.inference_mode(inference), torch.no_grad():  # thread-local modes: as the caller's
             return pool(input, chunk)
 
-    return torch.cat(list(_thread_pool(workers).map(run, rois.chunk(workers))))
+    return torch.cat(list(_thread_pool().map(run, rois.chunk(workers))))
 
 
 def roi_align(
