@@ -1,6 +1,6 @@
-"""DetectoRS's shapes config (Qiao et al. 2021, "DetectoRS": recursive feature pyramid + switchable atrous
-convolution under Cascade R-CNN) builds what makes it DetectoRS and trains: a few SGD steps on a synthetic
-batch lower its losses."""
+"""DetectoRS's shapes configs (Qiao et al. 2021, "DetectoRS": recursive feature pyramid + switchable atrous
+convolution under Cascade R-CNN and HTC) build what makes them DetectoRS and train: a few SGD steps on a
+synthetic batch lower their losses."""
 
 import math
 
@@ -11,7 +11,9 @@ from det_common.layers.sac import SAConv2d
 from det_common.necks.rfp import RFP
 from det_common.testing import synthetic_batch, train_steps
 from detcore.config import load_config
+from detcore.engine.optim import param_groups
 from detcore.registry import build
+from test_htc import shapes_training
 
 
 def test_detectors_shapes_config_trains_on_a_synthetic_batch():
@@ -36,3 +38,18 @@ def test_detectors_shapes_config_trains_on_a_synthetic_batch():
     rfp_convs = [m.rfp_conv.weight for m in blocks if getattr(m, "rfp_conv", None) is not None]
     assert len(rfp_convs) == 3 and all(w.abs().sum() > 0 for w in rfp_convs)
     assert model.neck.rfp_weight.weight.abs().sum() > 0
+
+
+def test_detectors_htc_shapes_config_trains_sac_offsets_and_switches_at_a_tenth_of_the_rate():
+    cfg = load_config("detectors_htc_r50_shapes")
+    model = build("detectors", cfg["model"])
+    assert isinstance(model.neck, RFP) and model.roi_head.semantic_head is not None
+    optimizer = cfg["optimizer"]
+    groups = param_groups(model, optimizer["lr"], optimizer["weight_decay"], optimizer["paramwise"])
+    slow = {name for group in groups if math.isclose(group["lr"], 0.1 * optimizer["lr"]) for name in group["names"]}
+    sac_parts = {name for name, _ in model.named_parameters() if name.split(".")[-2] in ("offset_s", "offset_l", "switch")}
+    assert sac_parts and slow == sac_parts  # both backbones' SAC offsets and switches, and nothing else
+    history = shapes_training("detectors_htc_r50_shapes", size=(96, 128))  # SAC's reflect padding: C5 >= 3 x 3
+    assert "loss_semantic_seg" in history[0] and "s2.loss_mask" in history[0]
+    assert all(math.isfinite(h["total"]) for h in history)
+    assert history[-1]["total"] < history[0]["total"]

@@ -160,7 +160,7 @@ def test_htc_shapes_config_trains_on_a_synthetic_batch_with_semantic_maps():
     assert history[-1]["loss_semantic_seg"] < history[0]["loss_semantic_seg"]
 
 
-def shapes_training(config: str) -> list[dict[str, float]]:
+def shapes_training(config: str, size: tuple[int, int] = (64, 96)) -> list[dict[str, float]]:
     """Four SGD steps of a shapes config's model on a synthetic batch with semantic maps (fewer RoIs, for speed)."""
     cfg = load_config(config)["model"]
     for stage in cfg["train_cfg"]["rcnn"]:  # fewer RoIs keep the test fast
@@ -168,8 +168,8 @@ def shapes_training(config: str) -> list[dict[str, float]]:
     cfg["train_cfg"]["rpn_proposal"]["max_per_img"] = 100
     torch.manual_seed(0)
     model = build("detectors", cfg)
-    batch = synthetic_batch(torch.Generator().manual_seed(0), num_images=2, size=(64, 96), with_masks=True)
-    maps = torch.full((2, 64, 96), 3, dtype=torch.long)
+    batch = synthetic_batch(torch.Generator().manual_seed(0), num_images=2, size=size, with_masks=True)
+    maps = torch.full((2, *size), 3, dtype=torch.long)
     for i, gt in enumerate(batch.gt):
         for mask, label in zip(gt.masks, gt.labels):
             maps[i][mask] = label

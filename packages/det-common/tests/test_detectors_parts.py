@@ -25,6 +25,58 @@ def test_conv_aws_standardises_each_filter_then_applies_gamma_and_beta():
     torch.testing.assert_close(conv(x), F.conv2d(x, want_w, conv.bias, padding=1))
 
 
+def test_conv_aws_loads_a_plain_convolution_as_that_convolution():
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(3, 4, 3, padding=1)
+    with torch.no_grad():
+        plain.weight.mul_(0.05).add_(0.01)  # ImageNet-like filters: small, not centred
+    conv = ConvAWS2d(3, 4, 3, padding=1)
+    result = conv.load_state_dict(plain.state_dict())  # strict: gamma and beta are recovered, not missing
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    torch.testing.assert_close(conv.weight_beta.flatten(), plain.weight.flatten(1).mean(1))
+    x = torch.randn(1, 3, 8, 8)
+    torch.testing.assert_close(conv(x), plain(x), rtol=1e-5, atol=1e-5)
+    # a checkpoint that has gamma and beta keeps them
+    saved = {k: v.clone() for k, v in conv.state_dict().items()}
+    saved["weight_gamma"].fill_(2.0)
+    conv.load_state_dict(saved)
+    assert torch.equal(conv.weight_gamma, torch.full_like(conv.weight_gamma, 2.0))
+    # weight_gamma / weight_beta alone missing without a weight: reported as missing as usual
+    partial = {k: v for k, v in saved.items() if k not in ("weight", "weight_gamma")}
+    assert set(conv.load_state_dict(partial, strict=False).missing_keys) == {"weight", "weight_gamma"}
+
+
+def test_detectors_resnet_from_imagenet_resnet_weights_is_that_resnet(tmp_path):
+    """MMDetection starts DetectoRS from ``torchvision://resnet50``: with SAC at its initial state (switch 1,
+    no offsets or context) and ConvAWS recovering gamma and beta, the backbone is the pretrained ResNet."""
+    from det_common.backbones.resnet import ResNet
+
+    torch.manual_seed(0)
+    resnet = ResNet(depth=50, base_channels=4)
+    with torch.no_grad():
+        for name, t in resnet.state_dict().items():
+            if name.endswith("running_mean"):
+                t.normal_(0.0, 0.1)
+            elif name.endswith("running_var"):
+                t.uniform_(0.5, 2.0)
+            elif name.endswith(("bn1.weight", "bn2.weight", "bn3.weight")):
+                t.uniform_(0.5, 1.5)
+    torch.save({f"backbone.{k}": v for k, v in resnet.state_dict().items()}, tmp_path / "resnet.pth")
+    detectors = DetectoRSResNet(depth=50, base_channels=4, conv_cfg={"type": "ConvAWS"},
+                                sac={"type": "SAC", "use_deform": True}, stage_with_sac=(False, True, True, True),
+                                pretrained=str(tmp_path / "resnet.pth"))
+    missing = detectors.load_report.missing_keys
+    assert missing and not any(k.endswith(("weight_gamma", "weight_beta")) for k in missing)
+    assert all(k.split(".")[-2] in ("switch", "pre_context", "post_context", "offset_s", "offset_l")
+               or k.endswith("weight_diff") for k in missing)
+    resnet.eval()
+    detectors.eval()
+    images = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        for got, want in zip(detectors(images), resnet(images)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("use_deform", [False, True])
 def test_sac_starts_as_the_small_dilation_convolution_and_switches_to_the_large_one(use_deform):
     torch.manual_seed(0)

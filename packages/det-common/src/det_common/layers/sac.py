@@ -5,6 +5,8 @@ switchable atrous convolution built on it (SAC). Parameter and buffer names foll
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -21,11 +23,38 @@ class ConvAWS2d(nn.Conv2d):
         self.register_buffer("weight_gamma", torch.ones(self.out_channels, 1, 1, 1))
         self.register_buffer("weight_beta", torch.zeros(self.out_channels, 1, 1, 1))
 
+    @staticmethod
+    def filter_statistics(weight: Tensor) -> tuple[Tensor, Tensor]:
+        """Per output channel ``mean`` and ``sqrt(var + 1e-5)`` (unbiased variance, as MMCV), shaped (C, 1, 1, 1)."""
+        flat = weight.flatten(1)
+        mean = flat.mean(dim=1).view(-1, 1, 1, 1)
+        std = torch.sqrt(flat.var(dim=1) + 1e-5).view(-1, 1, 1, 1)
+        return mean, std
+
     def standardized_weight(self, weight: Tensor) -> Tensor:
-        """``gamma * (w - mean) / sqrt(var + 1e-5) + beta`` per output channel (unbiased variance, as MMCV)."""
-        centered = weight - weight.mean(dim=(1, 2, 3), keepdim=True)
-        std = torch.sqrt(centered.flatten(1).var(dim=1) + 1e-5).view(-1, 1, 1, 1)
-        return self.weight_gamma * (centered / std) + self.weight_beta
+        """``gamma * (w - mean) / std + beta`` per output channel."""
+        mean, std = self.filter_statistics(weight)
+        return self.weight_gamma * ((weight - mean) / std) + self.weight_beta
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        """Weights of a plain convolution (an ImageNet ResNet's) load as that same convolution: when the state dict
+        has ``weight`` but no ``weight_gamma`` / ``weight_beta``, they are set to the loaded filters' std and mean,
+        so standardising then gives the filters back. MMCV does the same, which is how MMDetection's DetectoRS
+        starts from ``torchvision://resnet50``; without it the pretrained filters would all get unit std."""
+        recover = prefix + "weight" in state_dict and not any(
+            prefix + name in state_dict for name in ("weight_gamma", "weight_beta"))
+        local_missing: list[str] = []
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, local_missing, unexpected_keys,
+                                      error_msgs)
+        if recover:
+            with torch.no_grad():
+                mean, std = self.filter_statistics(self.weight)
+                self.weight_beta.copy_(mean)
+                self.weight_gamma.copy_(std)
+            local_missing = [k for k in local_missing if k not in (prefix + "weight_gamma", prefix + "weight_beta")]
+        missing_keys.extend(local_missing)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.standardized_weight(self.weight), self.bias)
