@@ -174,6 +174,20 @@ def fixture_detections(config: str | Mapping[str, Any] | nn.Module, fixture: MMD
         return inference_detector(model, fixture.image())
 
 
+def float64_detections(model: nn.Module, fixture: MMDetFixture) -> Instances:
+    """detcore's detections with ``model`` converted to float64 (in place) on the fixture image normalised in
+    float32 as always, then cast. Compared with MMDetection's float64 run on the same weights, this judges
+    networks whose float32 detections depend on which CPU kernels ran (recursive or deformable ones with
+    seeded weights): in float64 such a network's rounding no longer reaches the detections."""
+    from detcore.apis.inference import prepare_batch
+
+    batch = prepare_batch(model, fixture.image())
+    batch.images = batch.images.double()
+    model.double()
+    with torch.inference_mode():
+        return model.predict(batch, rescale=True)[0]
+
+
 def fixture_losses(model: nn.Module, fixture: MMDetFixture) -> dict[str, float]:
     """detcore's losses on the fixture's ground truth, computed as the fixtures were: the model in training
     mode (heads such as FCOS with ``norm_on_bbox`` regress in strides then) with every norm, dropout and
