@@ -4,6 +4,7 @@ synthetic batch lower their losses."""
 
 import math
 
+import pytest
 import torch
 
 from det_common.backbones.detectors_resnet import DetectoRSResNet
@@ -40,15 +41,18 @@ def test_detectors_shapes_config_trains_on_a_synthetic_batch():
     assert model.neck.rfp_weight.weight.abs().sum() > 0
 
 
-def test_detectors_htc_shapes_config_trains_sac_offsets_and_switches_at_a_tenth_of_the_rate():
-    cfg = load_config("detectors_htc_r50_shapes")
+@pytest.mark.parametrize("config", ["detectors_cascade_rcnn_r50_shapes", "detectors_htc_r50_shapes"])
+def test_detectors_shapes_configs_train_sac_offsets_and_switches_at_a_tenth_of_the_rate(config):
+    cfg = load_config(config)
     model = build("detectors", cfg["model"])
-    assert isinstance(model.neck, RFP) and model.roi_head.semantic_head is not None
     optimizer = cfg["optimizer"]
     groups = param_groups(model, optimizer["lr"], optimizer["weight_decay"], optimizer["paramwise"])
     slow = {name for group in groups if math.isclose(group["lr"], 0.1 * optimizer["lr"]) for name in group["names"]}
     sac_parts = {name for name, _ in model.named_parameters() if name.split(".")[-2] in ("offset_s", "offset_l", "switch")}
     assert sac_parts and slow == sac_parts  # both backbones' SAC offsets and switches, and nothing else
+
+
+def test_detectors_htc_shapes_config_trains_on_a_synthetic_batch_with_semantic_maps():
     history = shapes_training("detectors_htc_r50_shapes", size=(96, 128))  # SAC's reflect padding: C5 >= 3 x 3
     assert "loss_semantic_seg" in history[0] and "s2.loss_mask" in history[0]
     assert all(math.isfinite(h["total"]) for h in history)
