@@ -175,3 +175,22 @@ def shapes_training(config: str, size: tuple[int, int] = (64, 96)) -> list[dict[
             maps[i][mask] = label
     batch.gt_sem_seg = maps[:, ::8, ::8].contiguous()  # as the config's SegRescale(1/8) gives them
     return train_steps(model, batch, steps=4, lr=0.005)
+
+
+def test_predict_runs_the_semantic_head_on_the_neck_maps_and_pools_fp32_copies():
+    """On the bf16 channels-last fast path the semantic head keeps the neck's maps; only the RoI layers convert."""
+    torch.manual_seed(0)
+    head = htc().eval()
+    head.test_cfg = {"score_thr": 0.0, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 20,
+                     "mask_thr_binary": 0.5}
+    feats, proposals, batch = inputs(torch.Generator().manual_seed(4))
+    fast = [f.to(torch.bfloat16).contiguous(memory_format=torch.channels_last) for f in feats]
+    seen: dict[str, list] = {"semantic": [], "pooled": []}
+    head.semantic_head.register_forward_pre_hook(lambda m, args: seen["semantic"].append(args[0]))
+    head.bbox_roi_extractor[0].register_forward_pre_hook(lambda m, args: seen["pooled"].append(args[0]))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        dets = head.predict(fast, proposals, batch.metas)
+    assert all(a is b for a, b in zip(seen["semantic"][0], fast))
+    assert all(f.dtype == torch.float32 and f.is_contiguous() for f in seen["pooled"][0])
+    assert hasattr(seen["pooled"][0], "semantic")  # the semantic features travel with the converted levels
+    assert len(dets) == 2 and dets[0].masks.shape[1:] == (64, 80)

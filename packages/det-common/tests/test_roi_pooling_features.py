@@ -22,3 +22,25 @@ def test_roi_align_gives_the_same_features_from_channels_last_bf16_as_from_its_f
     direct = layer(feat, rois)
     assert direct.dtype == torch.bfloat16
     assert torch.equal(direct, layer(pooling_features([feat])[0], rois).to(torch.bfloat16))  # pooled in fp32 both ways
+
+
+class LevelsWithExtra(tuple):
+    """A feature carrier like HTC's: the levels plus a per-batch extra, rebuilt around converted levels."""
+
+    extra: torch.Tensor
+
+    def __new__(cls, levels, extra):
+        feats = super().__new__(cls, levels)
+        feats.extra = extra
+        return feats
+
+    def with_levels(self, levels):
+        return LevelsWithExtra(levels, self.extra)
+
+
+def test_pooling_features_keep_what_a_carrier_holds_besides_the_levels():
+    extra = torch.randn(1, 4, 3, 3)
+    feats = LevelsWithExtra([torch.randn(1, 8, 6, 6).to(torch.bfloat16)], extra)
+    out = pooling_features(feats)
+    assert isinstance(out, LevelsWithExtra) and out.extra is extra
+    assert out[0].dtype == torch.float32 and torch.equal(out[0], feats[0].float())

@@ -40,6 +40,10 @@ class SemanticFeatures(tuple):
         feats.semantic = semantic
         return feats
 
+    def with_levels(self, levels: Sequence[Tensor]) -> "SemanticFeatures":
+        """The same semantic features with other levels (``pooling_features``' converted copies)."""
+        return SemanticFeatures(levels, self.semantic)
+
 
 class HybridTaskCascadeRoIHead(CascadeRoIHead):
     """Cascade stages with interleaved box / mask training, mask information flow and an optional semantic branch.
@@ -149,6 +153,8 @@ class HybridTaskCascadeRoIHead(CascadeRoIHead):
     def predict(
         self, feats: Sequence[Tensor], proposals: list[Instances], metas: Sequence[ImageMeta], rescale: bool = True
     ) -> list[Instances]:
+        """The semantic head (once, on the neck's maps as they come: channels-last / bf16 on the fast path), then
+        the stages on the RoI layers' copies of them."""
         return super().predict(self.context(feats)[0], proposals, metas, rescale)
 
     def mask_probs(self, feats: Sequence[Tensor], rois: Tensor, labels: Tensor) -> Tensor:

@@ -44,6 +44,10 @@ class SCNetFeatures(SemanticFeatures):
         feats.relayed = relayed
         return feats
 
+    def with_levels(self, levels: Sequence[Tensor]) -> "SCNetFeatures":
+        """The same context with other levels (``pooling_features``' converted copies)."""
+        return SCNetFeatures(levels, self.semantic, self.glbctx, self.relayed)
+
     def relaying(self, relayed: Tensor | None) -> "SCNetFeatures":
         """The same features carrying ``relayed`` for the mask branch's RoIs."""
         return SCNetFeatures(self, self.semantic, self.glbctx, relayed)

@@ -10,7 +10,6 @@ from detcore.registry import build
 from detcore.structures import Batch, Instances
 
 from det_common.detectors.base import BaseDetector
-from det_common.heads.roi.roi_layers import pooling_features
 
 
 class TwoStageDetector(BaseDetector):
@@ -91,7 +90,7 @@ class TwoStageDetector(BaseDetector):
             proposals = self.rpn_head.predict(feats, batch.metas, rescale=False)
         else:
             proposals = self.proposals_of(batch)
-        return self.roi_head.predict(pooling_features(feats), proposals, batch.metas, rescale=rescale)
+        return self.roi_head.predict(feats, proposals, batch.metas, rescale=rescale)
 
     def forward_tensor(self, images: Tensor) -> Any:
         """Backbone+neck features and the RPN's raw per-level outputs (the RoI stage needs post-processing)."""

@@ -23,6 +23,7 @@ from detcore.registry import build
 from detcore.structures import Batch, ImageMeta, Instances
 
 from det_common.bbox import bbox2roi, bbox_flip, scale_boxes
+from det_common.heads.roi.roi_layers import pooling_features
 
 DEFAULT_TEST_CFG = {"score_thr": 0.05, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100}
 
@@ -278,7 +279,13 @@ class BaseRoIHead(RoIHead):
     def predict(
         self, feats: Sequence[Tensor], proposals: list[Instances], metas: Sequence[ImageMeta], rescale: bool = True
     ) -> list[Instances]:
-        """Detections per image (boxes in original pixels when ``rescale``), with ``masks`` when there is a mask head."""
+        """Detections per image (boxes in original pixels when ``rescale``), with ``masks`` when there is a mask head.
+
+        ``feats`` are the neck's maps as it made them; they are converted once here to what the RoI layers read
+        (``pooling_features``), so a head that runs convolutions on them first (HTC's semantic head) gets the fast
+        path's channels-last / bf16 maps.
+        """
+        feats = pooling_features(feats)
         results = self.predict_bbox(feats, proposals, metas, rescale)
         if self.with_mask:
             results = self.predict_mask(feats, results, metas, rescale)

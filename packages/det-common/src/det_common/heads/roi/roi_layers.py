@@ -26,13 +26,17 @@ def _fp32_nchw(feat: Tensor) -> Tensor:
     return feat.to(dtype=dtype, memory_format=torch.contiguous_format)
 
 
-def pooling_features(feats: Sequence[Tensor]) -> list[Tensor]:
+def pooling_features(feats: Sequence[Tensor]) -> Sequence[Tensor]:
     """The neck's maps as the RoI layers read them (contiguous, fp32 or wider), converted once for a whole RoI head.
 
     At inference a cascade pools the same maps in every stage and again for masks; converting the fast path's
-    channels-last (or bf16) maps here, instead of in each RoI layer call, does the copies once.
+    channels-last (or bf16) maps here, instead of in each RoI layer call, does the copies once. Features that carry
+    more than the levels (HTC's semantic features, ...) say how to rebuild themselves around the converted levels
+    with a ``with_levels(levels)`` method; a plain sequence becomes a list.
     """
-    return [_fp32_nchw(feat) for feat in feats]
+    levels = [_fp32_nchw(feat) for feat in feats]
+    with_levels = getattr(feats, "with_levels", None)
+    return levels if with_levels is None else with_levels(levels)
 
 
 class RoIAlign(nn.Module):
