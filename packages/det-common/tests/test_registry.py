@@ -16,6 +16,8 @@ CONFIGS = [
     ("backbones", {"type": "ResNetV1d", "depth": 18}),
     ("backbones", {"type": "ResNeXt", "depth": 50, "groups": 4, "base_width": 4, "num_stages": 1,
                    "out_indices": [0]}),
+    ("backbones", {"type": "Res2Net", "depth": 50, "base_channels": 8, "base_width": 4, "num_stages": 2,
+                   "out_indices": [1]}),
     ("backbones", {"type": "VGG", "depth": 11, "num_stages": 2, "out_indices": [1]}),
     ("backbones", {"type": "HourglassNet", "downsample_times": 2, "num_stacks": 1, "stage_channels": [8, 8, 16],
                    "stage_blocks": [1, 1, 1], "feat_channel": 8}),

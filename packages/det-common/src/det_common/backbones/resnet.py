@@ -102,31 +102,39 @@ class Bottleneck(nn.Module):
         super().__init__()
         if style not in ("pytorch", "caffe"):
             raise ValueError(f"Bottleneck: style must be 'pytorch' or 'caffe', got {style!r}")
-        width = planes if groups == 1 else (planes * base_width // 64) * groups
+        width = self.mid_channels(planes, groups, base_width)
         conv1_stride, conv2_stride = (1, stride) if style == "pytorch" else (stride, 1)
+        self.conv2_stride = conv2_stride
         self.norm1_name, norm1 = build_norm_layer(norm_cfg, width, postfix=1)
-        self.norm2_name, norm2 = build_norm_layer(norm_cfg, width, postfix=2)
         self.norm3_name, norm3 = build_norm_layer(norm_cfg, planes * self.expansion, postfix=3)
         self.conv1 = build_conv_layer(conv_cfg, inplanes, width, 1, stride=conv1_stride, bias=False)
         self.add_module(self.norm1_name, norm1)
         use_dcn = dcn is not None and not (dcn.get("fallback_on_stride", False) and conv2_stride > 1)
-        self.conv2 = build_conv_layer(
-            dcn if use_dcn else conv_cfg,
-            width,
-            width,
-            3,
-            stride=conv2_stride,
-            padding=dilation,
-            dilation=dilation,
-            groups=groups,
-            bias=False,
-        )
-        self.add_module(self.norm2_name, norm2)
+        self.make_middle(width, conv2_stride, dilation, groups, dcn if use_dcn else conv_cfg, norm_cfg)
         self.conv3 = build_conv_layer(conv_cfg, width, planes * self.expansion, 1, bias=False)
         self.add_module(self.norm3_name, norm3)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.with_cp = with_cp
+
+    def mid_channels(self, planes: int, groups: int, base_width: int) -> int:
+        """Channels between the two 1x1 convs (ResNeXt widens them per group; Res2Net splits them in scales)."""
+        return planes if groups == 1 else (planes * base_width // 64) * groups
+
+    def make_middle(
+        self, width: int, stride: int, dilation: int, groups: int, conv_cfg: Mapping[str, Any] | None,
+        norm_cfg: Mapping[str, Any],
+    ) -> None:
+        """The 3x3 conv and its norm between the 1x1 convs (``conv_cfg`` is the DCN / SAC table where one is used)."""
+        self.conv2 = build_conv_layer(
+            conv_cfg, width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=False
+        )
+        self.norm2_name, norm2 = build_norm_layer(norm_cfg, width, postfix=2)
+        self.add_module(self.norm2_name, norm2)
+
+    def middle(self, x: Tensor) -> Tensor:
+        """``make_middle``'s layers on the first 1x1 conv's output."""
+        return self.relu(getattr(self, self.norm2_name)(self.conv2(x)))
 
     @property
     def last_norm(self) -> nn.Module:
@@ -134,7 +142,7 @@ class Bottleneck(nn.Module):
 
     def _residual(self, x: Tensor) -> Tensor:
         out = self.relu(getattr(self, self.norm1_name)(self.conv1(x)))
-        out = self.relu(getattr(self, self.norm2_name)(self.conv2(out)))
+        out = self.middle(out)
         out = getattr(self, self.norm3_name)(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
         return out + identity
@@ -157,9 +165,11 @@ def make_res_layer(
     avg_down: bool,
     conv_cfg: Mapping[str, Any] | None,
     norm_cfg: Mapping[str, Any],
+    first_block_kwargs: Mapping[str, Any] | None = None,
     **block_kwargs: Any,
 ) -> nn.Sequential:
-    """One stage: ``num_blocks`` blocks, the first with stride and a projection shortcut ``downsample``."""
+    """One stage: ``num_blocks`` blocks, the first with stride, a projection shortcut ``downsample`` and, where a
+    block type treats a stage's first block apart (Res2Net), ``first_block_kwargs``."""
     downsample = None
     out_planes = planes * block.expansion
     if stride != 1 or inplanes != out_planes:
@@ -173,7 +183,7 @@ def make_res_layer(
         downsample = nn.Sequential(*layers)
     blocks = [
         block(inplanes, planes, stride=stride, dilation=dilation, downsample=downsample,
-              conv_cfg=conv_cfg, norm_cfg=norm_cfg, **block_kwargs)
+              conv_cfg=conv_cfg, norm_cfg=norm_cfg, **block_kwargs, **(first_block_kwargs or {}))
     ]
     for _ in range(1, num_blocks):
         blocks.append(block(out_planes, planes, stride=1, dilation=dilation,
